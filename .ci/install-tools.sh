@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the external programs the end-to-end tests use (Prometheus, promtool)
+# and builds the OpenTelemetry Collector once into a cache outside git.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need_apt=()
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends prometheus
+fi
