@@ -1,0 +1,202 @@
+"""Shared pieces of the OTLP decoders: the result type, errors, AnyValue conversion.
+
+Limits applied to attacker-controlled shapes (documented outcome, never an error):
+
+- kvlist / array nesting deeper than :data:`MAX_DEPTH` levels becomes the string
+  :data:`DEPTH_MARKER` at that level;
+- arrays keep their first :data:`MAX_ARRAY` values;
+- a span / log record keeps its first :data:`MAX_ATTRIBUTES` attributes
+  (the OTel SDK's own default limit is 128); the record is still accepted and
+  counted in :attr:`DecodeResult.truncated`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from google.protobuf.internal import api_implementation
+
+from detector.normalise.records import EMPTY, LogRecord, SpanRecord
+
+log = logging.getLogger(__name__)
+
+MAX_DEPTH = 8
+"""Nesting levels of kvlist/array values kept; deeper values become :data:`DEPTH_MARKER`."""
+DEPTH_MARKER = "<max depth exceeded>"
+MAX_ARRAY = 1000
+"""Values kept per array attribute (the rest is cut off)."""
+MAX_ATTRIBUTES = 4096
+"""Attributes kept per span / log record / resource (the rest is cut off and counted)."""
+
+NANOS = 1e-9
+
+# OTLP ids.
+TRACE_ID_LEN = 16
+SPAN_ID_LEN = 8
+ZERO_TRACE_ID = bytes(TRACE_ID_LEN)
+ZERO_SPAN_ID = bytes(SPAN_ID_LEN)
+
+
+class UndecodableRequest(ValueError):
+    """The request bytes are not a protobuf message of the expected OTLP type.
+
+    The receiver answers INVALID_ARGUMENT (not retryable); replay reports the
+    file and position. ``str(err)`` is safe to show to the sender.
+    """
+
+
+@dataclass(slots=True)
+class DecodeResult:
+    """What one OTLP Export request normalises to.
+
+    Attributes:
+        spans, logs: accepted records (rejected items are not here).
+        data_points: metric data points in the request (counted only).
+        rejected: items (spans / log records) dropped as unusable.
+        reasons: ``Counter`` of short reason words (``invalid_trace_id``,
+            ``invalid_span_id``) -> rejected items; sums to ``rejected``.
+        error_message: human text for ``partial_success.error_message``;
+            ``""`` when nothing was rejected.
+        utf8_repaired: the request had invalid UTF-8 in string fields and was
+            salvaged (bad sequences replaced by U+FFFD).
+        truncated: records whose attributes were cut at :data:`MAX_ATTRIBUTES`.
+    """
+
+    spans: list[SpanRecord] = field(default_factory=list)
+    logs: list[LogRecord] = field(default_factory=list)
+    data_points: int = 0
+    rejected: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    error_message: str = ""
+    utf8_repaired: bool = False
+    truncated: int = 0
+
+    @property
+    def accepted(self) -> int:
+        """Spans + log records accepted (data points not included)."""
+        return len(self.spans) + len(self.logs)
+
+    def finish(self, noun: str) -> "DecodeResult":
+        """Fill ``rejected`` and ``error_message`` from ``reasons`` (``noun``: "spans" / "log records")."""
+        total = sum(self.reasons.values())
+        self.rejected = total
+        if total:
+            parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.reasons.items()))
+            self.error_message = f"rejected {total} {noun}: {parts}"
+        return self
+
+
+_SIMPLE = frozenset(("string_value", "bool_value", "int_value", "double_value"))
+
+
+def any_value(v, depth: int = 0):
+    """Convert an OTLP ``AnyValue`` message into a plain Python value.
+
+    string -> ``str``, bool -> ``bool``, int -> ``int``, double -> ``float``,
+    bytes -> ``bytes``, array -> ``list`` (first :data:`MAX_ARRAY` values),
+    kvlist -> ``dict`` (later duplicate keys win), unset -> :data:`EMPTY`.
+    Beyond :data:`MAX_DEPTH` nested levels the value is :data:`DEPTH_MARKER`.
+    """
+    w = v.WhichOneof("value")
+    if w in _SIMPLE:
+        return getattr(v, w)
+    if w is None:
+        return EMPTY
+    if w == "bytes_value":
+        return v.bytes_value
+    if depth >= MAX_DEPTH:
+        return DEPTH_MARKER
+    d1 = depth + 1
+    if w == "array_value":
+        vals = v.array_value.values
+        if len(vals) > MAX_ARRAY:
+            vals = vals[:MAX_ARRAY]
+        out = []
+        app = out.append
+        for item in vals:
+            iw = item.WhichOneof("value")
+            if iw in _SIMPLE:
+                app(getattr(item, iw))
+            else:
+                app(any_value(item, d1))
+        return out
+    # kvlist_value
+    outd = {}
+    kvs = v.kvlist_value.values
+    if len(kvs) > MAX_ATTRIBUTES:
+        kvs = kvs[:MAX_ATTRIBUTES]
+    for kv in kvs:
+        item = kv.value
+        iw = item.WhichOneof("value")
+        outd[kv.key] = getattr(item, iw) if iw in _SIMPLE else any_value(item, d1)
+    return outd
+
+
+def attributes(kvs) -> dict:
+    """Convert a repeated ``KeyValue`` field into a dict (first :data:`MAX_ATTRIBUTES` only)."""
+    if len(kvs) > MAX_ATTRIBUTES:
+        kvs = kvs[:MAX_ATTRIBUTES]
+    out = {}
+    for kv in kvs:
+        v = kv.value
+        w = v.WhichOneof("value")
+        out[kv.key] = getattr(v, w) if w in _SIMPLE else any_value(v, 0)
+    return out
+
+
+_checked = False
+
+
+def check_protobuf_backend() -> str:
+    """Return the protobuf backend name and log a loud warning once when it is not ``upb``.
+
+    The pure-Python backend decodes about 100x slower (algorithms.md §4), so a
+    receiver on it cannot keep up with one Collector.
+    """
+    global _checked
+    kind = api_implementation.Type()
+    if kind != "upb" and not _checked:
+        log.warning(
+            "protobuf backend is %r, not 'upb': OTLP decoding will be ~100x slower. "
+            "Install a protobuf wheel with the upb backend and unset "
+            "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION.",
+            kind,
+        )
+    _checked = True
+    return kind
+
+
+def parse(cls: type, data: bytes):
+    """Parse ``data`` as the OTLP request class ``cls``, salvaging invalid UTF-8.
+
+    Returns:
+        ``(message, utf8_repaired)``.
+
+    Raises:
+        UndecodableRequest: ``data`` is not a protobuf ``cls`` (corrupt wire
+            format, or non-empty bytes holding none of the request's fields).
+    """
+    from google.protobuf.message import DecodeError
+
+    repaired = False
+    try:
+        msg = cls.FromString(data)
+    except DecodeError:
+        from detector.normalise.salvage import salvage
+
+        try:
+            msg = salvage(cls, data)
+        except DecodeError:
+            raise UndecodableRequest(
+                f"request body is not a valid {cls.DESCRIPTOR.name} protobuf ({len(data)} bytes)"
+            ) from None
+        repaired = True
+    except Exception as exc:  # upb raises other errors for some corrupt inputs (e.g. recursion)
+        raise UndecodableRequest(f"request body is not a valid {cls.DESCRIPTOR.name} protobuf: {exc}") from None
+    if data and not msg.ListFields():
+        raise UndecodableRequest(
+            f"request body holds no {cls.DESCRIPTOR.name} fields ({len(data)} bytes of unknown fields)"
+        )
+    return msg, repaired
