@@ -71,7 +71,10 @@ def override_model(tunables: type[BaseModel]) -> type[StrictModel]:
         "match": (ServiceMatch, Field(default_factory=ServiceMatch, description="which services")),
     }
     for name, info in tunables.model_fields.items():
-        fields[name] = (Optional[info.annotation], Field(None, description=info.description))  # type: ignore[name-defined]
+        # Keep the field's validators (e.g. Duration's parser): pydantic moves
+        # Annotated metadata out of ``info.annotation`` into ``info.metadata``.
+        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[name] = (Optional[annotation], Field(None, description=info.description))  # type: ignore[name-defined]
     return create_model(f"{tunables.__name__}Override", __base__=StrictModel, **fields)
 
 
