@@ -30,7 +30,8 @@ MAX_ARRAY = 1000
 MAX_ATTRIBUTES = 4096
 """Attributes kept per span / log record / resource (the rest is cut off and counted)."""
 
-NANOS = 1e-9
+NANOS = 1e9
+"""Nanoseconds per second (timestamps are divided by it: correctly rounded seconds)."""
 
 # OTLP ids.
 TRACE_ID_LEN = 16

@@ -105,7 +105,7 @@ def normalise_logs(msg) -> DecodeResult:
                     event_name = en if type(en) is str else ""
                 append(
                     LogRecord(
-                        resource, scope, t * nanos, lr.severity_number, lr.severity_text, body, attrs,
+                        resource, scope, t / nanos, lr.severity_number, lr.severity_text, body, attrs,
                         tid, sid, event_name,
                     )  # fmt: skip
                 )

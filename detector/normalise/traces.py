@@ -137,7 +137,7 @@ def normalise_traces(msg) -> DecodeResult:
     zero_sid = ZERO_SPAN_ID
     nanos = NANOS
     grpc_server_errors = GRPC_SERVER_ERRORS
-    service_of: dict[bytes, str] = {}
+    service_of: dict[tuple[bytes, bytes], str] = {}
     waiting: list[SpanRecord] = []  # server/consumer spans whose parent may be in this request
     truncated = 0
 
@@ -249,21 +249,21 @@ def normalise_traces(msg) -> DecodeResult:
                 if ua is not None and type(ua) is not str:
                     ua = _text(ua)
 
-                start = sp.start_time_unix_nano * nanos
+                start = sp.start_time_unix_nano / nanos
                 end_ns = sp.end_time_unix_nano
-                end = end_ns * nanos if end_ns else start
+                end = end_ns / nanos if end_ns else start
 
                 rec = SpanRecord(
                     resource, scope, tid, sid, pid, name, kind, start, end, scode, status.message,
                     hs, gs, operation, is_error, peer, attrs, principal or None, source or None, ua or None,
                 )  # fmt: skip
                 append(rec)
-                service_of[sid] = service
+                service_of[(tid, sid)] = service
                 if pid and (kind == _SERVER or kind == _CONSUMER):
                     waiting.append(rec)
 
     for rec in waiting:
-        parent_service = service_of.get(rec.parent_span_id)
+        parent_service = service_of.get((rec.trace_id, rec.parent_span_id))
         if parent_service is not None:
             rec.peer = parent_service
     result.truncated = truncated

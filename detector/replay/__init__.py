@@ -1,0 +1,1 @@
+"""Replay captured telemetry through the same pipeline in event time (reader: :mod:`detector.replay.reader`)."""
