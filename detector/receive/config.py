@@ -15,14 +15,37 @@ class KeepaliveConfig(StrictModel):
     min_client_ping_interval: Duration = Field("10s", description="clients pinging more often are told to back off")
 
 
+class TlsConfig(StrictModel):
+    """Server TLS (``grpc.ssl_server_credentials``); mutual TLS when ``client_ca_file`` is set."""
+
+    cert_file: str = Field(..., description="PEM server certificate (chain)")
+    key_file: str = Field(..., description="PEM private key of cert_file")
+    client_ca_file: str | None = Field(
+        None, description="PEM CA bundle; when set, clients must present a certificate it signed (mTLS)"
+    )
+
+
+class AuthConfig(StrictModel):
+    """Bearer-token authentication of OTLP clients (``authorization: Bearer <token>`` metadata)."""
+
+    bearer_token_file: str = Field(
+        ..., description="file holding the expected token (surrounding whitespace stripped); never logged"
+    )
+
+
 class GrpcConfig(StrictModel):
-    """The OTLP/gRPC endpoint."""
+    """The OTLP/gRPC endpoint. Compression: gzip or none (identity)."""
 
     endpoint: str = Field("0.0.0.0:4317", description="host:port to listen on")
     max_recv_msg_size_mib: float = Field(16, gt=0, description="largest accepted request, MiB, after decompression")
     max_concurrent_streams: int = Field(64, gt=0, description="HTTP/2 streams per connection")
     workers: int = Field(16, gt=0, description="handler threads (each decodes and enqueues one request)")
     keepalive: KeepaliveConfig = Field(default_factory=KeepaliveConfig)
+    retry_delay: Duration = Field(
+        "1s", description="RetryInfo delay sent with RESOURCE_EXHAUSTED when the analysis queue is full"
+    )
+    tls: TlsConfig | None = Field(None, description="null = plaintext; set cert_file/key_file for TLS")
+    auth: AuthConfig | None = Field(None, description="null = no authentication")
 
 
 class ReceiverConfig(StrictModel):
