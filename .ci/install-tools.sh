@@ -11,3 +11,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends prometheus
 fi
+# The OpenTelemetry Collector (ocb build, cached outside git; a few minutes the first time).
+if [ "${OTEL_ANOMALY_SKIP_OTELCOL_BUILD:-0}" != "1" ]; then
+  bash deploy/otelcol/build.sh >/dev/null
+fi
