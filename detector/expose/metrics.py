@@ -54,6 +54,17 @@ class SelfMetrics:
         self.alerts_overflow = Counter(p + "alerts_overflow", "Alerts not opened because alerts.max_active was reached.", registry=registry)
         self.deployments = Counter(p + "deployments", "Deployments seen (service.version changes).", ["service"], registry=registry)
         self.windows_closed = Counter(p + "windows_closed", "Event-time windows closed.", registry=registry)
+        self.duplicates = Counter(
+            p + "duplicate_items", "Spans seen again within pipeline.dedup_ttl (processed, not analysed twice).", ["signal"], registry=registry
+        )
+        self.adjusted_timestamps = Counter(
+            p + "adjusted_timestamps",
+            "Items whose event time was replaced by the current event time (reason: invalid = <= 0 or before 2000, future = beyond max_future_skew).",
+            ["signal", "reason"],
+            registry=registry,
+        )
+        self.detector_errors = Counter(p + "detector_errors", "Exceptions raised by a detector (the worker keeps going).", ["detector"], registry=registry)
+        self.watermark = Gauge(p + "watermark_seconds", "Event-time watermark of the pipeline (Unix seconds).", registry=registry)
         self.build_info = Gauge(p + "build_info", "Build information.", ["version"], registry=registry)
         self.build_info.labels(version=__version__).set(1)
         for s in SIGNALS:

@@ -1,0 +1,438 @@
+"""The application: wires receiver -> pipeline -> detectors -> alerts -> HTTP.
+
+One :class:`App` per process (or per test: every piece is an instance, the
+Prometheus registry is injected). ``serve`` builds it, :meth:`App.start`,
+waits for signals, :meth:`App.stop`. ``replay`` builds it with
+``serve=False`` and feeds the pipeline directly (:mod:`detector.replay.runner`).
+
+Seams for other parts:
+
+* :data:`DETECTOR_CLASSES` — the one place that says which class implements
+  each detector family (``"module:Class"``). Test-only override: the
+  environment variable ``OTEL_ANOMALY_DETECTOR_CLASSES`` =
+  ``"family=module:Class,family2=module:Class"`` (used by the backpressure test
+  to slow a detector down; never set it in production).
+* :meth:`App.state_dict` / :meth:`App.load_state` — everything learned
+  (detectors, alerts, deployments, event clock) as plain picklable data; call
+  only from the worker thread or while the worker is stopped (see
+  :meth:`App.collect_state`, which does that for you). Checkpointing
+  (:mod:`detector.state.checkpoint`) is wired in :meth:`App.start` /
+  :meth:`App.stop` when ``state.directory`` is set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, disable_created_metrics
+
+from detector import __version__
+from detector.alerts.manager import AlertManager
+from detector.config.loader import ConfigError, load_config
+from detector.config.root import Config, LoggingConfig
+from detector.detectors.base import Deployments, Detector, DetectorContext, IdentityHasher
+from detector.expose.collector import AlertCollector
+from detector.expose.http import HttpServer
+from detector.expose.metrics import SelfMetrics
+from detector.pipeline.worker import Pipeline
+
+log = logging.getLogger("otel_anomaly.app")
+alert_log = logging.getLogger("otel_anomaly.alerts")
+
+disable_created_metrics()  # no *_created series (CONTRACT: the metric list is exact)
+
+DETECTOR_CLASSES: dict[str, str] = {
+    "error_rate": "detector.detectors.placeholder:PlaceholderErrorRateDetector",
+    "schema_drift": "detector.detectors.schema_drift.detector:SchemaDriftDetector",
+    "auth": "detector.detectors.auth.detector:AuthDetector",
+}
+"""Detector family -> ``"module:Class"``; the order is the call order. A family
+whose module does not exist yet is skipped with a warning."""
+
+STATE_FORMAT = 1
+
+
+# ---------------------------------------------------------------------- detectors
+
+
+def detector_classes() -> dict[str, str]:
+    """:data:`DETECTOR_CLASSES` with the test-only environment override applied."""
+    classes = dict(DETECTOR_CLASSES)
+    override = os.environ.get("OTEL_ANOMALY_DETECTOR_CLASSES", "")
+    for part in filter(None, (p.strip() for p in override.split(","))):
+        family, _, target = part.partition("=")
+        if family and target:
+            classes[family.strip()] = target.strip()
+    return classes
+
+
+def load_detector_class(family: str, target: str) -> type[Detector] | None:
+    """Import ``module:Class``; None (logged) when the module does not exist yet.
+
+    When ``Class`` is missing but the module has exactly one :class:`Detector`
+    subclass named ``family``, that one is used. Any other import error is raised.
+    """
+    module_name, _, cls_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            log.warning("detector %s not available (%s not found); it will not run", family, module_name)
+            return None
+        raise
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        found = [
+            v for v in vars(module).values()
+            if isinstance(v, type) and issubclass(v, Detector) and v is not Detector and getattr(v, "name", None) == family
+        ]  # fmt: skip
+        if len(found) != 1:
+            raise ImportError(f"{target}: no class {cls_name} in {module_name}")
+        cls = found[0]
+    return cls
+
+
+def build_detectors(config: Config, context: DetectorContext) -> dict[str, Detector]:
+    """One instance per enabled family in :func:`detector_classes` order."""
+    out: dict[str, Detector] = {}
+    for family, target in detector_classes().items():
+        section = getattr(config.detectors, family, None)
+        if section is not None and not getattr(section, "enabled", True):
+            continue
+        cls = load_detector_class(family, target)
+        if cls is None:
+            continue
+        out[family] = cls(section, context)
+    return out
+
+
+# ---------------------------------------------------------------------- logging
+
+
+_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (RFC 3339), ``level``, ``logger``, ``msg``, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for k, v in record.__dict__.items():
+            if k not in _STD_ATTRS and not k.startswith("_"):
+                doc[k] = v
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+def configure_logging(cfg: LoggingConfig, stream: Any = None) -> None:
+    """Root logger to stderr at ``logging.level``, JSON lines or plain text."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_otel_anomaly", False):
+            root.removeHandler(h)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler._otel_anomaly = True  # type: ignore[attr-defined]
+    handler.setFormatter(JsonFormatter() if cfg.format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(cfg.level.upper())
+
+
+# ---------------------------------------------------------------------- the app
+
+
+class App:
+    """Everything one process runs; see the module docstring.
+
+    Args:
+        config: the validated config.
+        config_path: file to re-read on SIGHUP (:meth:`reload`); None = no reload.
+        registry: Prometheus registry (a fresh one by default).
+        serve: True for ``serve`` (worker thread, wall-clock watermark, receiver,
+            HTTP); False for ``replay`` (synchronous pipeline, nothing listens).
+        salt: identity-hash salt; default from :mod:`detector.state.checkpoint`
+            (``state.hash_salt`` or ``<state.directory>/salt``) or random.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | None = None,
+        registry: CollectorRegistry | None = None,
+        serve: bool = True,
+        salt: bytes | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.serve = serve
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = SelfMetrics(self.registry)
+        self.deployments = Deployments()
+        self._ckpt_mod = _checkpoint_module()
+        self.salt = salt if salt is not None else self._load_salt()
+        self.hasher = IdentityHasher(self.salt)
+        self.context = DetectorContext(window_seconds=config.pipeline.window, hasher=self.hasher, deployments=self.deployments)
+        self.detectors = build_detectors(config, self.context)
+        self.alerts = AlertManager(config.alerts, self.deployments, config.pipeline.window, on_overflow=self.metrics.alerts_overflow.inc)
+        self.alerts.listeners.append(self._log_transition)
+        self.pipeline = Pipeline(config.pipeline, self.detectors, self.alerts, self.metrics, self.deployments, serve=serve)
+        self.registry.register(AlertCollector(lambda: self.pipeline.snapshot))
+        self.receiver: Any = None
+        self.http: HttpServer | None = None
+        self.checkpointer: Any = None
+        self.restored = False
+        self._state_done = False
+        self._stopping = False
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Restore state, start the worker, the HTTP endpoint and the receiver.
+
+        Raises:
+            OSError / detector.receive.server.ReceiverError: an address cannot be bound
+            (everything already started is stopped again).
+        """
+        from detector.receive.server import Receiver
+
+        self._started = True
+        try:
+            self._restore()
+            self.pipeline.start()
+            self.http = HttpServer(self.config.http.endpoint, self.registry, self.alerts_json, self.ready_status)
+            self.http.start()
+            self.receiver = Receiver(self.config.receiver, self.pipeline, self.metrics)
+            self.receiver.start()
+        except BaseException:
+            self.stop(grace=1.0)
+            raise
+        log.info(
+            "serving",
+            extra={
+                "grpc_port": self.receiver.port,
+                "http_port": self.http.port,
+                "version": __version__,
+                "detectors": list(self.detectors),
+            },
+        )
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Graceful stop: refuse new data (UNAVAILABLE), finish in-flight calls,
+        drain the queue, close every open window (alerts flushed), checkpoint,
+        stop HTTP. Safe before :meth:`start` and when called twice."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.pipeline.accepting = False
+        if self.receiver is not None:
+            self.receiver.set_accepting(False)
+            self.receiver.stop(grace)
+        drained = self.pipeline.stop(timeout=max(30.0, grace))
+        if not drained:
+            log.error("analysis queue not drained in time; %d items left", self.pipeline.queue.items)
+        if self.checkpointer is not None:
+            try:
+                self.checkpointer.save_now()
+                self.checkpointer.wait(10)
+            except Exception:
+                log.exception("final checkpoint failed")
+        if self.http is not None:
+            self.http.stop()
+        log.info("stopped", extra={"processed": self.processed_counts(), "windows_closed": self.pipeline.windows_closed})
+
+    # ------------------------------------------------------------------ state seam
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything learned, as picklable data. Call on the worker thread or
+        while it is stopped (use :meth:`collect_state` from other threads)."""
+        return {
+            "format": STATE_FORMAT,
+            "detectors": {name: det.state_dict() for name, det in self.detectors.items()},
+            "alerts": self.alerts.state_dict(),
+            "deployments": self.deployments.state_dict(),
+            "pipeline": self.pipeline.state_dict(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (before :meth:`start`, or on the worker).
+
+        Families missing from ``state`` start cold; families in ``state`` that
+        are not running are ignored.
+        """
+        for name, det in self.detectors.items():
+            sub = state.get("detectors", {}).get(name)
+            if sub is not None:
+                det.load_state(sub)
+        if "alerts" in state:
+            self.alerts.load_state(state["alerts"])
+        if "deployments" in state:
+            self.deployments.load_state(state["deployments"])
+        if "pipeline" in state:
+            self.pipeline.load_state(state["pipeline"])
+        self.context.restored = True
+        self.restored = True
+        self.pipeline._publish()
+
+    def collect_state(self, timeout: float = 30.0) -> dict[str, Any]:
+        """:meth:`state_dict` taken on the worker thread (safe from any thread)."""
+        return self.pipeline.run_on_worker(self.state_dict, timeout)
+
+    def _load_salt(self) -> bytes:
+        st = self.config.state
+        configured = getattr(st, "hash_salt", None)
+        if configured:
+            return configured.encode("utf-8")
+        mod = self._ckpt_mod
+        if mod is not None and st.directory and hasattr(mod, "load_or_create_salt"):
+            if self.serve:
+                return mod.load_or_create_salt(st.directory, None)
+            p = Path(st.directory) / getattr(mod, "SALT_FILENAME", "salt")
+            if p.is_file():
+                return p.read_bytes()
+        return secrets.token_bytes(32)
+
+    def _restore(self) -> None:
+        mod = self._ckpt_mod
+        st = self.config.state
+        if mod is not None and st.directory and hasattr(mod, "Checkpointer"):
+            self.checkpointer = mod.Checkpointer(st.directory, st.checkpoint_interval, collect=self.state_dict, metrics=self.metrics)
+            try:
+                state = self.checkpointer.restore()
+            except Exception:
+                log.exception("checkpoint restore failed; starting cold")
+                state = None
+            if state:
+                try:
+                    self.load_state(state)
+                    log.info("state restored", extra={"directory": st.directory})
+                except Exception:
+                    self.metrics.checkpoint_restore_failures.inc()
+                    log.exception("checkpoint could not be applied; starting cold")
+            self.pipeline.every(min(1.0, st.checkpoint_interval), self.checkpointer.tick)
+        self._state_done = True
+
+    # ------------------------------------------------------------------ reload (SIGHUP)
+
+    def reload(self) -> bool:
+        """Re-read :attr:`config_path`; apply thresholds/alert rules/log level keeping
+        learned state. On an invalid file keep the running config, log every
+        problem and count ``config_reloads_total{result="error"}``. Returns success."""
+        if not self.config_path:
+            log.warning("SIGHUP ignored: no --config file to reload")
+            return False
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels(result="error").inc()
+            log.error("config reload failed; keeping the running config", extra={"problems": [str(p) for p in exc.problems]})
+            return False
+        old = self.config
+        needs_restart = [s for s in ("receiver", "http", "state") if getattr(new, s) != getattr(old, s)]
+        for key in ("window", "queue_items"):
+            if getattr(new.pipeline, key) != getattr(old.pipeline, key):
+                needs_restart.append(f"pipeline.{key}")
+        for family in DETECTOR_CLASSES:
+            if getattr(getattr(new.detectors, family, None), "enabled", True) != getattr(getattr(old.detectors, family, None), "enabled", True):
+                needs_restart.append(f"detectors.{family}.enabled")
+
+        def apply() -> None:
+            for name, det in self.detectors.items():
+                det.reconfigure(getattr(new.detectors, name, None))
+            self.alerts.reconfigure(new.alerts)
+
+        try:
+            self.pipeline.run_on_worker(apply)
+        except Exception as exc:
+            self.metrics.config_reloads.labels(result="error").inc()
+            log.exception("config reload failed while applying; detectors may have partly new thresholds: %s", exc)
+            return False
+        logging.getLogger().setLevel(new.logging.level.upper())
+        self.config = new
+        self.metrics.config_reloads.labels(result="ok").inc()
+        log.info("config reloaded", extra={"path": self.config_path, "needs_restart": needs_restart})
+        return True
+
+    # ------------------------------------------------------------------ views
+
+    def alerts_json(self) -> list[dict[str, Any]]:
+        """``/api/v1/alerts`` content: firing alerts, then resolved within ``keep_resolved``."""
+        return list(self.pipeline.snapshot.alerts.alerts)
+
+    def ready_status(self) -> tuple[bool, str]:
+        """``/readyz``: ready once state is restored and the receiver listens."""
+        if self._stopping:
+            return False, "shutting down"
+        if not self._state_done:
+            return False, "restoring state"
+        if self.receiver is None or self.receiver.port is None:
+            return False, "receiver not listening"
+        return True, "ready"
+
+    def processed_counts(self) -> dict[str, float]:
+        return {s: self.registry.get_sample_value("otel_anomaly_processed_items_total", {"signal": s}) or 0.0 for s in ("spans", "log_records", "data_points")}
+
+    def _log_transition(self, alert: dict[str, Any]) -> None:
+        alert_log.info("alert %s", alert["state"], extra={"transition": alert["state"], "alert": alert})
+
+
+def _checkpoint_module() -> Any:
+    try:
+        return importlib.import_module("detector.state.checkpoint")
+    except ModuleNotFoundError as exc:
+        if exc.name and "detector.state.checkpoint".startswith(exc.name):
+            return None
+        raise
+
+
+# ---------------------------------------------------------------------- serve
+
+
+def serve_main(config_path: str | None) -> int:
+    """``otel-anomaly serve``: run until SIGTERM/SIGINT (exit 0); SIGHUP reloads."""
+    try:
+        config = load_config(config_path) if config_path else Config()
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return 2
+    configure_logging(config.logging)
+    stop = threading.Event()
+    hup = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: hup.set())
+    app = App(config, config_path=config_path)
+    try:
+        app.start()
+    except Exception as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    while not stop.is_set():
+        stop.wait(0.2)
+        if hup.is_set():
+            hup.clear()
+            try:
+                app.reload()
+            except Exception:
+                log.exception("config reload crashed; keeping the running config")
+    log.info("signal received; stopping gracefully")
+    app.stop()
+    return 0
