@@ -105,7 +105,7 @@ def log_request(*records: dict, resource: dict | None = None) -> ExportLogsServi
     return req
 
 
-def testdata_dir(sub: str) -> Path:
+def shared_testdata(sub: str) -> Path:
     """``$OTEL_ANOMALY_TESTDATA/sub`` or ``../shared/data/sub``; skip (or fail under
     ``OTEL_ANOMALY_REQUIRE_TESTDATA=1``) when absent."""
     base = os.environ.get("OTEL_ANOMALY_TESTDATA")
