@@ -1,0 +1,912 @@
+"""The ``auth`` detector: odd authentication patterns in spans and logs.
+
+Kinds (CONTRACT.md) and the guard each alert explains itself with (defaults
+from :mod:`detector.detectors.auth.config`; "horizon" = the last whole windows
+covering ``*_horizon``):
+
+* ``brute_force`` (principal): ≥ 10 failures in 5 min on one principal, failure
+  ratio ≥ 0.8 (MITRE T1110.001). Evidence: hashed top sources.
+* ``password_spraying`` (source): ≥ 10 distinct failing principals in 10 min
+  from one source, ≤ 3 failures per principal, failure ratio ≥ 0.9 (T1110.003).
+* ``credential_stuffing`` (service): login failure ratio over 1 min above the
+  learned ratio + 0.2 with binomial tail < 1e-7, ≥ 20 failing principals from
+  ≥ 5 sources, no source above half the failures (T1110.004).
+* ``success_after_failures`` (principal, or source): a success right after a
+  run of ≥ 5 consecutive failures within 15 min — critical when the success came
+  from a source of the failure run or one never seen to succeed for the principal.
+* ``auth_bypass`` (protected operation, critical): anonymous requests used to be
+  denied (≥ 50 learned, ≥ 95 % 401/403) and now ≥ 3 got 2xx with a Wilson
+  lower bound (z = 3) of the 2xx share > 0.2; or the share of requests without
+  a principal jumps by ≥ 0.5 while no request is denied any more.
+* ``token_reuse`` (token): one token from ≥ 3 source networks (/24, /48) and
+  ≥ 2 user agents in 10 min.
+* ``forbidden_spike`` (principal): ≥ 10 403/PERMISSION_DENIED in 5 min and
+  ≥ 5× the principal's own learned level.
+
+Adaptive part: count thresholds are ``max(configured minimum, 3 × the learned
+population p99.9)`` per service (P² quantile, learned only from entities that
+are not alerting), and per-entity feature vectors are scored by one
+``HalfSpaceTrees`` population model per service for sources and one for
+principals (:class:`~detector.detectors.auth.models.PopulationModel`). A
+brute-force/spraying guard hit fires when the model calls the entity *odd* or
+is still *warming up*, or when the guard is exceeded ``model_strong_factor``
+times; a borderline hit on an entity the model finds typical is reported only
+in ``scores()``. Baseline-relative kinds (stuffing, bypass, token_reuse,
+forbidden_spike) wait for ``warmup``; absolute-guard kinds alert from the start.
+
+Candidates: ``score`` = the guard statistic divided by its effective threshold
+(≥ 1 fires), ``threshold`` = 1.0; ``observed``/``baseline`` carry the raw
+numbers and the model verdict. Principals, sources, tokens and user agents
+are hashed on arrival with ``context.hasher`` (salted HMAC, raw values kept
+only in a bounded in-memory memo that is never persisted), so state,
+checkpoints and alert JSON hold hashes unless ``reveal_identities``.
+
+Cost: a non-auth span is rejected by one dict lookup on its operation; an auth
+event costs a few µs (see ``tests/bench/bench_auth.py``); models run at window
+close on a bounded sample.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections import OrderedDict
+from typing import Any, Iterable, Sequence
+
+from scipy.stats import binom
+
+from detector.detectors.auth.accum import EVENT_CAP, MAX_ENTITIES, SET_CAP_WINDOW, PAcc, SAcc, ServiceAcc, TAcc
+from detector.detectors.auth.config import AuthConfig
+from detector.detectors.auth.events import (
+    FAIL, FORBID, INVALID_MARK, OK, OP_LOGIN, OP_PROTECTED, AuthEvent, SpanExtractor,
+)
+from detector.detectors.auth.logparse import LogParser
+from detector.detectors.auth.models import (
+    SMALL_CAP, LRUTable, OpState, PrincipalState, ServiceState, SourceState, TokenState, prune_members, touch_capped,
+    wilson_lower,
+)
+from detector.detectors.base import Candidate, Detector, DetectorContext, IdentityHasher, Window
+from detector.normalise.records import LogRecord, SpanRecord
+
+STATE_VERSION = 1
+MEMO_MAX = 200_000
+LEARN_PER_WINDOW = 32
+OPS_PER_SERVICE = 500
+
+KINDS = ("brute_force", "password_spraying", "credential_stuffing", "success_after_failures", "auth_bypass",
+         "token_reuse", "forbidden_spike")
+
+
+def _nwin(seconds: float, window: float) -> int:
+    return max(1, int(math.ceil(seconds / window - 1e-9)))
+
+
+def _net_of(addr: str) -> str:
+    """The /24 (IPv4) or /48 (IPv6) network of an address as text; the address itself if not an IP."""
+    if ":" not in addr:
+        parts = addr.split(".")
+        if len(parts) == 4:
+            return ".".join(parts[:3]) + ".0/24"
+        return addr
+    try:
+        return str(ipaddress.ip_network(addr + "/48", strict=False))
+    except ValueError:
+        return addr
+
+
+class AuthDetector(Detector):
+    """Detector family ``auth`` (see the module docstring for kinds, guards and models).
+
+    Args:
+        config: :class:`~detector.detectors.auth.config.AuthConfig`.
+        context: :class:`~detector.detectors.base.DetectorContext` (window length
+            in seconds, identity hasher, deployments).
+    """
+
+    name = "auth"
+
+    def __init__(self, config: AuthConfig, context: DetectorContext) -> None:
+        super().__init__(config, context)
+        self._acc: dict[int, dict[str, ServiceAcc]] = {}
+        self._services: OrderedDict[str, ServiceState] = OrderedDict()
+        self._principals = LRUTable(config.max_principals, PrincipalState)
+        self._sources = LRUTable(config.max_sources, SourceState)
+        self._tokens = LRUTable(config.max_tokens, TokenState)
+        self._memo: dict[str, str] = {}
+        self._src_memo: dict[str, tuple[str, str, bool]] = {}
+        self._ua_memo: dict[str, str | None] = {}
+        self._scores: dict[tuple[str, str], float] = {}
+        self.allowlisted_total = 0
+        self.events_total = 0
+        self.overflow_total = 0
+        self._evicted_other = 0
+        self._setup(config)
+
+    # ------------------------------------------------------------------ config
+    def _setup(self, config: AuthConfig) -> None:
+        self.config = config
+        base = self.context.hasher
+        self._hasher = IdentityHasher(base.salt, True) if config.reveal_identities and not base.reveal else base
+        self._spans = SpanExtractor(config)
+        self._logs = LogParser(config, self._spans._login)
+        self._allow_nets = [ipaddress.ip_network(c, strict=False) for c in config.allow_sources]
+        self._allow_principals = frozenset(config.allow_principals)
+        self._allow_ua = re.compile("|".join(f"(?:{p})" for p in config.allow_user_agents)) if config.allow_user_agents else None
+        self._principals.cap = config.max_principals
+        self._sources.cap = config.max_sources
+        self._tokens.cap = config.max_tokens
+        self._memo.clear()
+        self._src_memo.clear()
+        self._ua_memo.clear()
+
+    def reconfigure(self, config: AuthConfig) -> None:
+        """New patterns, allow-lists and thresholds; learned state is kept."""
+        self._setup(config)
+
+    # ------------------------------------------------------------------ hot path
+    def _h(self, raw: str) -> str:
+        h = self._memo.get(raw)
+        if h is None:
+            if len(self._memo) >= MEMO_MAX:
+                self._memo.clear()
+            h = self._memo[raw] = self._hasher(raw)
+        return h
+
+    def _source_info(self, raw: str) -> tuple[str, str, bool]:
+        allowed = False
+        if self._allow_nets:
+            try:
+                ip = ipaddress.ip_address(raw)
+                allowed = any(ip in n for n in self._allow_nets)
+            except ValueError:
+                allowed = False
+        info = (self._hasher(raw), self._hasher(_net_of(raw)), allowed)
+        if len(self._src_memo) >= MEMO_MAX:
+            self._src_memo.clear()
+        self._src_memo[raw] = info
+        return info
+
+    def _ua_info(self, raw: str) -> str | None:
+        """Hashed user agent, or None when the agent is allow-listed."""
+        if len(self._ua_memo) >= MEMO_MAX:
+            self._ua_memo.clear()
+        h = None if (self._allow_ua is not None and self._allow_ua.search(raw)) else self._hasher(raw)
+        self._ua_memo[raw] = h
+        return h
+
+    def observe_spans(self, window: Window, spans: Sequence[SpanRecord]) -> None:
+        extract = self._spans.extract
+        ingest = self._ingest
+        widx = window.index
+        for span in spans:
+            ev = extract(span)
+            if ev is not None:
+                ingest(widx, ev)
+
+    def observe_logs(self, window: Window, logs: Sequence[LogRecord]) -> None:
+        parse = self._logs.parse
+        widx = window.index
+        for rec in logs:
+            p = parse(rec)
+            if p is None:
+                continue
+            outcome, user, source, ua, token, count, unknown, op, ok = p
+            ev = AuthEvent(rec.resource.service, op, OP_LOGIN, outcome, user, source or None, ua, token,
+                           rec.time or window.start, rec.trace_id, count, unknown, ok)
+            self._ingest(widx, ev)
+
+    def _ingest(self, widx: int, e: AuthEvent) -> None:
+        """Account one event into the window's accumulators (hashing identities on arrival)."""
+        hs = hnet = None
+        src = e.source
+        if src is not None:
+            info = self._src_memo.get(src)
+            if info is None:
+                info = self._source_info(src)
+            if info[2]:
+                self.allowlisted_total += e.count
+                return
+            hs, hnet = info[0], info[1]
+        hp = None
+        p = e.principal
+        if p is not None:
+            if p in self._allow_principals:
+                self.allowlisted_total += e.count
+                return
+            hp = self._memo.get(p) or self._h(p)
+        hua = None
+        ua = e.user_agent
+        if ua is not None:
+            hua = self._ua_memo.get(ua, 0)
+            if hua == 0:
+                hua = self._ua_info(ua)
+            if hua is None:
+                self.allowlisted_total += e.count
+                return
+        self.events_total += e.count
+        by_svc = self._acc.get(widx)
+        if by_svc is None:
+            by_svc = self._acc[widx] = {}
+        sa = by_svc.get(e.service)
+        if sa is None:
+            sa = by_svc[e.service] = ServiceAcc()
+            sa.first_time = e.time
+        outcome = e.outcome
+        n = e.count
+        if e.token is not None:
+            ht = self._h(e.token)
+            ta = sa.tok.get(ht)
+            if ta is None:
+                if len(sa.tok) >= MAX_ENTITIES:
+                    sa.overflow += 1
+                    ta = None
+                else:
+                    ta = sa.tok[ht] = TAcc()
+                    ta.trace = e.trace_id
+            if ta is not None:
+                if hnet is not None and len(ta.nets) < SMALL_CAP:
+                    ta.nets.add(hnet)
+                    ta.sources.add(hs)
+                if hua is not None and len(ta.uas) < SMALL_CAP:
+                    ta.uas.add(hua)
+                if hp is not None and len(ta.principals) < SMALL_CAP:
+                    ta.principals.add(hp)
+        if e.op_class == OP_PROTECTED:
+            o = sa.ops.get(e.op)
+            if o is None:
+                if len(sa.ops) >= OPS_PER_SERVICE:
+                    return
+                o = sa.ops[e.op] = [0, 0, 0, 0, 0, b""]
+            o[0] += n
+            denied = outcome == FAIL or outcome == FORBID
+            if denied:
+                o[4] += n
+            if hp is None:
+                o[1] += n
+                if e.http_ok:
+                    o[2] += n
+                    if not o[5]:
+                        o[5] = e.trace_id
+                elif denied:
+                    o[3] += n
+            elif outcome == FORBID:
+                pa = sa.pr.get(hp)
+                if pa is None:
+                    if len(sa.pr) >= MAX_ENTITIES:
+                        sa.overflow += 1
+                        return
+                    pa = sa.pr[hp] = PAcc()
+                    pa.trace = e.trace_id
+                pa.forb += n
+            return
+        if outcome == INVALID_MARK:
+            key = (hs, hp)
+            iv = sa.inv.get(key)
+            if iv is None:
+                if len(sa.inv) >= MAX_ENTITIES:
+                    return
+                iv = sa.inv[key] = [0, 0, e.time, e.trace_id]
+            iv[0] += 1
+            return
+        if outcome == FAIL:
+            sa.att += n
+            sa.fail += n
+            if e.unknown:
+                sa.unknown += n
+                iv = sa.inv.get((hs, hp))
+                if iv is not None:
+                    iv[1] += n
+            if len(sa.fail_principals) < SET_CAP_WINDOW:
+                sa.fail_principals.add(hp)
+            fs = sa.fail_sources
+            if hs in fs:
+                fs[hs] += n
+            elif len(fs) < SET_CAP_WINDOW:
+                fs[hs] = n
+        elif outcome == OK:
+            sa.att += n
+        elif outcome == FORBID:
+            pass
+        else:
+            return
+        self._account(sa, hp, hs, hua, outcome, n, e.time, e.trace_id, e.unknown)
+
+    def _account(self, sa: ServiceAcc, hp: str | None, hs: str | None, hua: str | None, outcome: int, n: int,
+                 t: float, trace: bytes, unknown: bool) -> None:
+        if hp is not None:
+            pa = sa.pr.get(hp)
+            if pa is None:
+                if len(sa.pr) >= MAX_ENTITIES:
+                    sa.overflow += 1
+                    pa = None
+                else:
+                    pa = sa.pr[hp] = PAcc()
+            if pa is not None:
+                if outcome == FAIL:
+                    pa.fail += n
+                    pa.src_fail[hs] = pa.src_fail.get(hs, 0) + n
+                    if not pa.trace:
+                        pa.trace = trace
+                elif outcome == OK:
+                    pa.succ += n
+                    if pa.srcs is None:
+                        pa.srcs = {hs}
+                    elif len(pa.srcs) < SMALL_CAP:
+                        pa.srcs.add(hs)
+                else:
+                    pa.forb += n
+                if len(pa.events) < EVENT_CAP:
+                    pa.events.append((t, outcome, hs, n))
+                elif outcome == FAIL:
+                    pa.xfail += n
+                elif outcome == OK:
+                    pa.xsucc += n
+        if hs is not None:
+            s = sa.src.get(hs)
+            if s is None:
+                if len(sa.src) >= MAX_ENTITIES:
+                    sa.overflow += 1
+                    return
+                s = sa.src[hs] = SAcc()
+            if outcome == FAIL:
+                s.fail += n
+                if unknown:
+                    s.unknown += n
+                s.principals[hp] = s.principals.get(hp, 0) + n
+                if not s.trace:
+                    s.trace = trace
+            elif outcome == OK:
+                s.succ += n
+            else:
+                return
+            if hua is not None:
+                if s.uas is None:
+                    s.uas = {hua}
+                elif len(s.uas) < SMALL_CAP:
+                    s.uas.add(hua)
+            if len(s.events) < EVENT_CAP:
+                s.events.append((t, outcome, hp, n))
+            elif outcome == FAIL:
+                s.xfail += n
+            else:
+                s.xsucc += n
+
+    # ------------------------------------------------------------------ window close
+    def close_window(self, window: Window) -> list[Candidate]:
+        """Evaluate every service that had auth events in ``window``; expire idle entities."""
+        by_svc = self._acc.pop(window.index, None)
+        out: list[Candidate] = []
+        scores: dict[tuple[str, str], float] = {}
+        if by_svc:
+            for service, sa in by_svc.items():
+                out.extend(self._close_service(window, service, sa, scores))
+        self._scores = scores
+        ttl = _nwin(self.config.entity_ttl, self.context.window_seconds)
+        oldest = window.index - ttl
+        self._principals.expire(oldest)
+        self._sources.expire(oldest)
+        self._tokens.expire(oldest)
+        for name in [s for s, st in self._services.items() if st.last < oldest and not st.ops]:
+            del self._services[name]
+        for st in self._services.values():
+            stale = [op for op, o in st.ops.items() if o.last < window.index - 10 * ttl]
+            for op in stale:
+                del st.ops[op]
+        self.evicted_total = self._principals.evicted + self._sources.evicted + self._tokens.evicted + self._evicted_other
+        return out
+
+    def _service(self, service: str, t: float) -> ServiceState:
+        st = self._services.get(service)
+        if st is None:
+            if len(self._services) >= self.config.max_services:
+                self._services.popitem(last=False)
+                self._evicted_other += 1
+            cfg = self.config
+            st = self._services[service] = ServiceState(cfg.baseline_quantile, cfg.model_quantile, t)
+        else:
+            self._services.move_to_end(service)
+        return st
+
+    def _close_service(self, window: Window, service: str, sa: ServiceAcc, scores: dict) -> list[Candidate]:
+        cfg = self.config.for_service(service)
+        ws = self.context.window_seconds
+        idx = window.index
+        st = self._service(service, min(sa.first_time or window.start, window.start))
+        st.last = idx
+        warm = window.end - st.first_seen >= cfg.warmup
+        self._resolve_invalid_marks(sa)
+        out: list[Candidate] = []
+        out += self._principals_close(window, service, sa, st, cfg, scores, warm)
+        out += self._sources_close(window, service, sa, st, cfg, scores, out)
+        if warm:
+            out += self._tokens_close(window, service, sa, st, cfg, scores)
+        else:
+            self._tokens_close(window, service, sa, st, cfg, scores, learn_only=True)
+        out += self._ops_close(window, service, sa, st, cfg, scores, warm)
+        out += self._stuffing_close(window, service, sa, st, cfg, scores, warm, _nwin(cfg.service_horizon, ws))
+        if sa.overflow:
+            self.overflow_total += sa.overflow
+        return out
+
+    def _resolve_invalid_marks(self, sa: ServiceAcc) -> None:
+        """sshd 'Invalid user U from S' without a following 'Failed … invalid user U' line = one failed probe."""
+        for (hs, hp), (marks, failed, t, trace) in sa.inv.items():
+            extra = marks - failed
+            if extra <= 0:
+                continue
+            sa.att += extra
+            sa.fail += extra
+            sa.unknown += extra
+            if len(sa.fail_principals) < SET_CAP_WINDOW:
+                sa.fail_principals.add(hp)
+            sa.fail_sources[hs] = sa.fail_sources.get(hs, 0) + extra
+            self._account(sa, hp, hs, None, FAIL, extra, t, trace, True)
+        sa.inv.clear()
+
+    # -- helpers
+    def _threshold(self, minimum: float, baseline, cfg) -> tuple[float, float | None]:
+        q = baseline.get(cfg.baseline_min_samples)
+        if q is None:
+            return float(minimum), None
+        return max(float(minimum), cfg.baseline_multiplier * q), q
+
+    def _cand(self, kind: str, service: str, subject: dict, ratio: float, severity: str, observed: dict,
+              baseline: dict, summary: str, traces: Iterable[bytes] = ()) -> Candidate:
+        ex = []
+        for t in traces:
+            if t and t.hex() not in ex:
+                ex.append(t.hex())
+            if len(ex) >= 5:
+                break
+        return Candidate(detector=self.name, kind=kind, service=service, peer="", subject=subject, anomalous=True,
+                         score=round(ratio, 4), threshold=1.0, severity=severity, observed=observed,
+                         baseline=baseline, summary=summary, exemplar_trace_ids=ex)
+
+    @staticmethod
+    def _bump(scores: dict, kind: str, service: str, v: float) -> None:
+        k = (kind, service)
+        if v > scores.get(k, 0.0):
+            scores[k] = v
+
+    def _gate(self, cfg, model, vector: list[float], ratio: float) -> tuple[bool, dict]:
+        if not cfg.model_enabled:
+            return True, {"state": "disabled"}
+        verdict = model.judge(vector)
+        fire = verdict["state"] != "typical" or ratio >= cfg.model_strong_factor
+        return fire, verdict
+
+    # -- principals: brute_force, success_after_failures, forbidden_spike
+    def _principals_close(self, window: Window, service: str, sa: ServiceAcc, st: ServiceState, cfg,
+                          scores: dict, warm: bool) -> list[Candidate]:
+        out: list[Candidate] = []
+        ws = self.context.window_seconds
+        idx = window.index
+        hp_w = _nwin(cfg.principal_horizon, ws)
+        lookback = cfg.success_lookback
+        bf_thr, bf_q = self._threshold(cfg.brute_force_min_failures, st.b_pr_fail, cfg)
+        fb_thr, fb_q = self._threshold(cfg.forbidden_min, st.b_pr_forb, cfg)
+        stride = max(1, len(sa.pr) // LEARN_PER_WINDOW)
+        model = st.m_principal
+        table = self._principals
+        i = 0
+        for hp, pa in sa.pr.items():
+            i += 1
+            key = (service, hp)
+            ps = table.get(key)
+            if ps is None and (pa.fail or pa.forb):
+                ps = table.get_or_create(key, idx)
+            elif ps is not None:
+                table.get_or_create(key, idx)
+            if ps is None:
+                # success-only principal without history: a normal member of the population
+                st.b_pr_fail.update(0.0)
+                if i % stride == 0:
+                    model.learn([0, pa.succ, 0, len(pa.srcs or ()), 0, 0.0])
+                continue
+            ps.buckets.add(idx, [pa.fail, pa.succ, pa.forb])
+            for hs, c in pa.src_fail.items():
+                touch_capped(ps.sources, hs, idx, c, SMALL_CAP)
+            oldest = idx - hp_w + 1
+            prune_members(ps.sources, oldest)
+            f, s, fb = ps.buckets.sums(oldest, 3)
+            known = ps.known or ()
+            new_source = 1 if pa.srcs and any(hs not in known for hs in pa.srcs) else 0
+            ratio_f = f / (f + s) if f + s else 0.0
+            vector = [f, s, fb, len(ps.sources), new_source, ratio_f]
+            alerting = False
+            # brute_force
+            if pa.fail and f:
+                r = f / bf_thr
+                self._bump(scores, "brute_force", service, r)
+                if r >= 1.0 and ratio_f >= cfg.brute_force_min_failure_ratio:
+                    fire, verdict = self._gate(cfg, model, vector, r)
+                    if fire:
+                        alerting = True
+                        top = sorted(ps.sources.items(), key=lambda kv: -kv[1][1])[:5]
+                        out.append(self._cand(
+                            "brute_force", service, {"principal": hp}, r, "warning",
+                            {"failures": f, "successes": s, "failure_ratio": round(ratio_f, 4),
+                             "window_failures": pa.fail, "sources": len(ps.sources),
+                             "top_sources": [[k, v[1]] for k, v in top if k is not None],
+                             "horizon_seconds": hp_w * ws, "model": verdict},
+                            {"min_failures": bf_thr, "configured_min_failures": cfg.brute_force_min_failures,
+                             "population_quantile": bf_q, "min_failure_ratio": cfg.brute_force_min_failure_ratio},
+                            f"{f} failed logins for one principal in {hp_w * ws:g}s (threshold {bf_thr:g}, "
+                            f"failure ratio {ratio_f:.2f}) from {len(ps.sources)} source(s)",
+                            [pa.trace]))
+            # forbidden_spike
+            if pa.forb and fb:
+                own = cfg.forbidden_own_factor * max(ps.ew_forb, 1.0)
+                thr = max(fb_thr, own)
+                r = fb / thr
+                self._bump(scores, "forbidden_spike", service, r)
+                if warm and r >= 1.0:
+                    alerting = True
+                    out.append(self._cand(
+                        "forbidden_spike", service, {"principal": hp}, r, "warning",
+                        {"forbidden": fb, "window_forbidden": pa.forb, "horizon_seconds": hp_w * ws},
+                        {"threshold": thr, "own_level": round(ps.ew_forb, 3), "own_factor": cfg.forbidden_own_factor,
+                         "population_quantile": fb_q, "configured_min": cfg.forbidden_min},
+                        f"{fb} forbidden (403) answers for one principal in {hp_w * ws:g}s; its own level "
+                        f"{ps.ew_forb:.1f}, threshold {thr:g}",
+                        [pa.trace]))
+            # success_after_failures (ordered within the window)
+            for hit in self._run_principal(ps, pa, cfg.saf_min_failures, lookback):
+                t, run, hs, in_run, known = hit
+                sev = "critical" if (in_run or not known) else "warning"
+                r = run / cfg.saf_min_failures
+                self._bump(scores, "success_after_failures", service, r)
+                alerting = True
+                out.append(self._cand(
+                    "success_after_failures", service, {"principal": hp}, r, sev,
+                    {"failures_before_success": run, "success_source": hs, "source_in_failure_run": in_run,
+                     "source_known_for_principal": known, "success_time": t},
+                    {"min_failures": cfg.saf_min_failures, "lookback_seconds": lookback},
+                    f"a principal logged in successfully after {run} consecutive failures"
+                    + (" from a source that took part in the failures" if in_run else "")
+                    + ("" if known else " from a source never seen to succeed for it"),
+                    [pa.trace]))
+            if alerting:
+                ps.alerting = idx + hp_w
+            elif ps.alerting < idx:
+                st.b_pr_fail.update(float(f))
+                if fb or ps.ew_forb:
+                    st.b_pr_forb.update(float(fb))
+                ps.ew_forb = 0.9 * ps.ew_forb + 0.1 * fb
+                if i % stride == 0:
+                    model.learn(vector)
+        return out
+
+    @staticmethod
+    def _run_principal(ps: PrincipalState, pa: PAcc, min_run: int, lookback: float) -> list[tuple]:
+        hits = []
+        events = sorted(pa.events, key=lambda e: e[0])
+        if pa.xfail or pa.xsucc:
+            t_last = events[-1][0] if events else 0.0
+            if pa.xfail:
+                events.append((t_last, FAIL, None, pa.xfail))
+            if pa.xsucc:
+                events.append((t_last, OK, None, pa.xsucc))
+        for t, o, hs, n in events:
+            if o == FAIL:
+                if ps.run and t - ps.run_last > lookback:
+                    ps.run = 0
+                    ps.run_sources = None
+                ps.run += n
+                ps.run_last = t
+                if ps.run_sources is None:
+                    ps.run_sources = {hs}
+                elif len(ps.run_sources) < SMALL_CAP:
+                    ps.run_sources.add(hs)
+            elif o == OK:
+                if ps.run >= min_run and t - ps.run_last <= lookback:
+                    in_run = hs in (ps.run_sources or ())
+                    known = bool(ps.known) and hs in ps.known
+                    hits.append((t, ps.run, hs, in_run, known))
+                ps.run = 0
+                ps.run_sources = None
+                if ps.known is None:
+                    ps.known = {}
+                if hs is not None and len(ps.known) < SMALL_CAP:
+                    ps.known[hs] = 1  # this source authenticated the principal before
+        return hits
+
+    # -- sources: password_spraying, success_after_failures (source path)
+    def _sources_close(self, window: Window, service: str, sa: ServiceAcc, st: ServiceState, cfg, scores: dict,
+                       so_far: list[Candidate]) -> list[Candidate]:
+        out: list[Candidate] = []
+        ws = self.context.window_seconds
+        idx = window.index
+        hs_w = _nwin(cfg.source_horizon, ws)
+        sp_thr, sp_q = self._threshold(cfg.spraying_min_principals, st.b_src_principals, cfg)
+        stride = max(1, len(sa.src) // LEARN_PER_WINDOW)
+        model = st.m_source
+        table = self._sources
+        saf_principals = {c.subject.get("principal") for c in so_far if c.kind == "success_after_failures"}
+        i = 0
+        for hs, s_ in sa.src.items():
+            i += 1
+            key = (service, hs)
+            ss = table.get(key)
+            if ss is None and s_.fail:
+                ss = table.get_or_create(key, idx)
+            elif ss is not None:
+                table.get_or_create(key, idx)
+            if ss is None:
+                st.b_src_principals.update(0.0)
+                if i % stride == 0:
+                    model.learn([0, s_.succ, 0, 0.0, 0, 0.0, len(s_.uas or ())])
+                continue
+            ss.buckets.add(idx, [s_.fail, s_.succ, s_.unknown])
+            for hp, c in s_.principals.items():
+                touch_capped(ss.principals, hp, idx, c)
+            for hua in s_.uas or ():
+                touch_capped(ss.uas, hua, idx, 0, SMALL_CAP)
+            oldest = idx - hs_w + 1
+            prune_members(ss.principals, oldest)
+            prune_members(ss.uas, oldest)
+            f, s, u = ss.buckets.sums(oldest, 3)
+            fp = len(ss.principals)
+            per = (sum(e[1] for e in ss.principals.values()) / fp) if fp else 0.0
+            ratio_f = f / (f + s) if f + s else 0.0
+            vector = [f, s, fp, ratio_f, per, (u / f) if f else 0.0, len(ss.uas)]
+            alerting = False
+            if s_.fail and fp:
+                r = fp / sp_thr
+                self._bump(scores, "password_spraying", service, r)
+                if r >= 1.0 and per <= cfg.spraying_max_attempts_per_principal and ratio_f >= cfg.spraying_min_failure_ratio:
+                    fire, verdict = self._gate(cfg, model, vector, r)
+                    if fire:
+                        alerting = True
+                        top = sorted(ss.principals.items(), key=lambda kv: -kv[1][1])[:5]
+                        out.append(self._cand(
+                            "password_spraying", service, {"source": hs}, r, "warning",
+                            {"failed_principals": fp, "failures": f, "successes": s,
+                             "failure_ratio": round(ratio_f, 4), "failures_per_principal": round(per, 3),
+                             "unknown_principal_failures": u, "user_agents": len(ss.uas),
+                             "top_principals": [[k, v[1]] for k, v in top if k is not None],
+                             "horizon_seconds": hs_w * ws, "model": verdict},
+                            {"min_principals": sp_thr, "configured_min_principals": cfg.spraying_min_principals,
+                             "population_quantile": sp_q,
+                             "max_failures_per_principal": cfg.spraying_max_attempts_per_principal,
+                             "min_failure_ratio": cfg.spraying_min_failure_ratio},
+                            f"one source failed to log in as {fp} distinct principals in {hs_w * ws:g}s "
+                            f"({per:.1f} failures each, failure ratio {ratio_f:.2f}; threshold {sp_thr:g} principals)",
+                            [s_.trace]))
+            for t, run, hp, nprin in self._run_source(ss, s_, cfg.saf_min_failures, cfg.success_lookback):
+                if hp in saf_principals:
+                    continue
+                r = run / cfg.saf_min_failures
+                self._bump(scores, "success_after_failures", service, r)
+                alerting = True
+                out.append(self._cand(
+                    "success_after_failures", service, {"source": hs}, r, "critical",
+                    {"failures_before_success": run, "principals_in_failure_run": nprin, "success_principal": hp,
+                     "success_time": t},
+                    {"min_failures": cfg.saf_min_failures, "lookback_seconds": cfg.success_lookback},
+                    f"a source logged in successfully after {run} consecutive failures across {nprin} principal(s)",
+                    [s_.trace]))
+            if alerting:
+                ss.alerting = idx + hs_w
+            elif ss.alerting < idx:
+                st.b_src_principals.update(float(fp))
+                if i % stride == 0:
+                    model.learn(vector)
+        return out
+
+    @staticmethod
+    def _run_source(ss: SourceState, s_: SAcc, min_run: int, lookback: float) -> list[tuple]:
+        hits = []
+        events = sorted(s_.events, key=lambda e: e[0])
+        if s_.xfail or s_.xsucc:
+            t_last = events[-1][0] if events else 0.0
+            if s_.xfail:
+                events.append((t_last, FAIL, None, s_.xfail))
+            if s_.xsucc:
+                events.append((t_last, OK, None, s_.xsucc))
+        for t, o, hp, n in events:
+            if o == FAIL:
+                if ss.run and t - ss.run_last > lookback:
+                    ss.run = 0
+                    ss.run_principals = None
+                ss.run += n
+                ss.run_last = t
+                if ss.run_principals is None:
+                    ss.run_principals = {hp}
+                elif len(ss.run_principals) < SMALL_CAP:
+                    ss.run_principals.add(hp)
+            elif o == OK:
+                if ss.run >= min_run and t - ss.run_last <= lookback:
+                    hits.append((t, ss.run, hp, len(ss.run_principals or ())))
+                ss.run = 0
+                ss.run_principals = None
+        return hits
+
+    # -- tokens: token_reuse
+    def _tokens_close(self, window: Window, service: str, sa: ServiceAcc, st: ServiceState, cfg, scores: dict,
+                      learn_only: bool = False) -> list[Candidate]:
+        out: list[Candidate] = []
+        if not sa.tok:
+            return out
+        ws = self.context.window_seconds
+        idx = window.index
+        ht_w = _nwin(cfg.token_horizon, ws)
+        thr, q = self._threshold(cfg.token_min_networks, st.b_tok_nets, cfg)
+        oldest = idx - ht_w + 1
+        for ht, ta in sa.tok.items():
+            ts = self._tokens.get_or_create((service, ht), idx)
+            for n in ta.nets:
+                touch_capped(ts.nets, n, idx, 1, SMALL_CAP)
+            for x in ta.sources:
+                touch_capped(ts.sources, x, idx, 1, SMALL_CAP)
+            for x in ta.uas:
+                touch_capped(ts.uas, x, idx, 1, SMALL_CAP)
+            for x in ta.principals:
+                touch_capped(ts.principals, x, idx, 1, SMALL_CAP)
+            for d in (ts.nets, ts.sources, ts.uas, ts.principals):
+                prune_members(d, oldest)
+            nets = len(ts.nets)
+            uas = len(ts.uas)
+            r = nets / thr
+            self._bump(scores, "token_reuse", service, r)
+            if not learn_only and r >= 1.0 and uas >= cfg.token_min_user_agents and ta.nets:
+                ts.alerting = idx + ht_w
+                out.append(self._cand(
+                    "token_reuse", service, {"token": ht}, r, "warning",
+                    {"networks": nets, "sources": len(ts.sources), "user_agents": uas,
+                     "principals": len(ts.principals), "horizon_seconds": ht_w * ws},
+                    {"min_networks": thr, "configured_min_networks": cfg.token_min_networks, "population_quantile": q,
+                     "min_user_agents": cfg.token_min_user_agents},
+                    f"one token used from {nets} networks and {uas} user agents in {ht_w * ws:g}s "
+                    f"(threshold {thr:g} networks)",
+                    [ta.trace]))
+            elif ts.alerting < idx:
+                st.b_tok_nets.update(float(nets))
+        return out
+
+    # -- protected operations: auth_bypass
+    def _ops_close(self, window: Window, service: str, sa: ServiceAcc, st: ServiceState, cfg, scores: dict,
+                   warm: bool) -> list[Candidate]:
+        out: list[Candidate] = []
+        idx = window.index
+        for op, (total, anon, anon_ok, anon_deny, deny, trace) in sa.ops.items():
+            o = st.ops.get(op)
+            if o is None:
+                if len(st.ops) >= OPS_PER_SERVICE:
+                    self._evicted_other += 1
+                    continue
+                o = st.ops[op] = OpState()
+            o.last = idx
+            fired = None
+            base_deny = (o.anon_deny + 0.5) / (o.anon + 1.0)
+            lb = wilson_lower(anon_ok, anon, cfg.bypass_wilson_z)
+            r_a = lb / cfg.bypass_min_ok_share if cfg.bypass_min_ok_share else 0.0
+            base_share = o.total_anon / o.total if o.total else 0.0
+            share = anon / total if total else 0.0
+            r_b = ((share - base_share) / cfg.bypass_min_anonymous_share_jump) if (o.deny > 0 and deny == 0) else 0.0
+            self._bump(scores, "auth_bypass", service, max(r_a if o.anon >= cfg.bypass_min_baseline_anonymous else 0.0, r_b))
+            if warm and o.anon >= cfg.bypass_min_baseline_anonymous and base_deny >= cfg.bypass_min_baseline_deny_share \
+                    and anon_ok >= cfg.bypass_min_anonymous_ok and r_a > 1.0:
+                fired = ("denied", r_a)
+            elif warm and o.total >= cfg.bypass_min_baseline_anonymous and total >= cfg.bypass_min_requests and r_b >= 1.0:
+                fired = ("anonymous_share", r_b)
+            if fired is not None:
+                o.alerting = idx + 3
+                dep = self.context.deployments.last(service)
+                observed = {"path": fired[0], "requests": total, "anonymous": anon, "anonymous_2xx": anon_ok,
+                            "anonymous_denied": anon_deny, "denied": deny,
+                            "anonymous_2xx_share_lower_bound": round(lb, 4), "anonymous_share": round(share, 4)}
+                if dep is not None and window.end - dep[0] <= 3600:
+                    observed["deployment"] = {"at": dep[0], "from_version": dep[1], "to_version": dep[2],
+                                              "seconds_before": round(window.start - dep[0], 1)}
+                if fired[0] == "denied":
+                    summary = (f"{anon_ok} of {anon} anonymous requests to {op} got 2xx (lower bound {lb:.2f}); "
+                               f"it used to deny {base_deny:.1%} of anonymous requests")
+                else:
+                    summary = (f"{share:.0%} of requests to {op} carry no principal (was {base_share:.0%}) and none "
+                               f"is denied any more")
+                out.append(self._cand(
+                    "auth_bypass", service, {"operation": op}, fired[1], "critical", observed,
+                    {"anonymous_learned": round(o.anon, 1), "anonymous_denied_share": round(base_deny, 4),
+                     "anonymous_share": round(base_share, 4), "min_anonymous_2xx": cfg.bypass_min_anonymous_ok,
+                     "min_2xx_share": cfg.bypass_min_ok_share, "wilson_z": cfg.bypass_wilson_z},
+                    summary, [trace]))
+            elif o.alerting < idx:
+                o.anon += anon
+                o.anon_deny += anon_deny
+                o.total += total
+                o.total_anon += anon
+                o.deny += deny
+                if o.total > 20_000:  # forget by volume: half weight
+                    for a in ("anon", "anon_deny", "total", "total_anon", "deny"):
+                        setattr(o, a, getattr(o, a) / 2)
+        return out
+
+    # -- service level: credential_stuffing
+    def _stuffing_close(self, window: Window, service: str, sa: ServiceAcc, st: ServiceState, cfg, scores: dict,
+                        warm: bool, h_w: int) -> list[Candidate]:
+        idx = window.index
+        st.history.append((idx, sa.att, sa.fail, sa.fail_principals, sa.fail_sources, sa.unknown))
+        oldest = idx - h_w + 1
+        while st.history and st.history[0][0] < oldest:
+            st.history.pop(0)
+        if sa.att == 0:
+            return []
+        n = sum(h[1] for h in st.history)
+        k = sum(h[2] for h in st.history)
+        unknown = sum(h[5] for h in st.history)
+        principals: set = set()
+        sources: dict = {}
+        for h in st.history:
+            principals |= h[3]
+            for s, c in h[4].items():
+                sources[s] = sources.get(s, 0) + c
+        principals.discard(None)
+        nsrc = len(sources) - (1 if None in sources else 0)
+        top_share = max(sources.values()) / k if (k and sources) else 0.0
+        p0 = (st.fail + 0.5) / (st.att + 1.0)
+        ratio = k / n if n else 0.0
+        need = min(1.0, p0 + cfg.stuffing_min_ratio_increase)
+        r = min(ratio / need if need else 0.0, len(principals) / cfg.stuffing_min_failed_principals)
+        self._bump(scores, "credential_stuffing", service, r)
+        out: list[Candidate] = []
+        if (warm and st.learned_att >= cfg.stuffing_min_baseline_attempts and sa.fail
+                and len(principals) >= cfg.stuffing_min_failed_principals and nsrc >= cfg.stuffing_min_sources
+                and top_share <= cfg.stuffing_max_top_source_share and ratio >= need and ratio < 1.0 + 1e-9):
+            p = float(binom.sf(k - 1, n, min(max(p0, 1e-6), 1 - 1e-9)))
+            if p < cfg.stuffing_alpha:
+                st.stuffing_alerting = idx + h_w
+                out.append(self._cand(
+                    "credential_stuffing", service, {}, max(r, 1.0), "warning",
+                    {"attempts": n, "failures": k, "failure_ratio": round(ratio, 4), "failed_principals": len(principals),
+                     "sources": nsrc, "top_source_share": round(top_share, 4),
+                     "unknown_principal_share": round(unknown / k, 4) if k else 0.0, "binomial_tail": p,
+                     "horizon_seconds": h_w * self.context.window_seconds},
+                    {"failure_ratio": round(p0, 5), "attempts_learned": st.learned_att,
+                     "min_ratio_increase": cfg.stuffing_min_ratio_increase, "alpha": cfg.stuffing_alpha,
+                     "min_failed_principals": cfg.stuffing_min_failed_principals, "min_sources": cfg.stuffing_min_sources},
+                    f"login failure ratio {ratio:.2f} (normal {p0:.3f}) over {n} attempts: {len(principals)} principals "
+                    f"failing from {nsrc} sources, binomial tail {p:.1e}",
+                    []))
+                return out
+        if st.stuffing_alerting < idx:
+            decay = 0.5 ** (sa.att / 20_000)
+            st.att = st.att * decay + sa.att
+            st.fail = st.fail * decay + sa.fail
+            st.learned_att += sa.att
+        return out
+
+    # ------------------------------------------------------------------ introspection / state
+    def tracked_series(self) -> int:
+        return len(self._principals) + len(self._sources) + len(self._tokens) + sum(len(s.ops) for s in self._services.values())
+
+    def scores(self) -> Iterable[tuple[str, str, str, float]]:
+        return [(kind, service, "", round(v, 4)) for (kind, service), v in self._scores.items()]
+
+    def state_dict(self) -> dict:
+        """Picklable snapshot: hashed entity tables, per-service baselines and models, open window accumulators."""
+        return {
+            "version": STATE_VERSION,
+            "services": self._services,
+            "principals": self._principals.data,
+            "sources": self._sources.data,
+            "tokens": self._tokens.data,
+            "acc": self._acc,
+            "evicted": [self._principals.evicted, self._sources.evicted, self._tokens.evicted, self._evicted_other],
+            "counters": [self.allowlisted_total, self.events_total, self.overflow_total],
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Restore :meth:`state_dict` output; a different version starts fresh (returns silently)."""
+        if not state or state.get("version") != STATE_VERSION:
+            return
+        self._services = OrderedDict(state["services"])
+        self._principals.data = OrderedDict(state["principals"])
+        self._sources.data = OrderedDict(state["sources"])
+        self._tokens.data = OrderedDict(state["tokens"])
+        self._acc = dict(state.get("acc", {}))
+        ev = state.get("evicted", [0, 0, 0, 0])
+        self._principals.evicted, self._sources.evicted, self._tokens.evicted, self._evicted_other = ev
+        self.allowlisted_total, self.events_total, self.overflow_total = state.get("counters", [0, 0, 0])
+        self.evicted_total = sum(ev)
