@@ -70,7 +70,9 @@ class EventClock:
         """Record a processed batch: its largest (adjusted) event time, smallest
         window index and the set of window indices that received records."""
         if self.last_closed is None:
-            self.last_closed = min_index - 1
+            # windows the first data's watermark already passed count as closed
+            first_wm = max_time - self.lateness
+            self.last_closed = min(min_index, int(math.floor(first_wm / self.length))) - 1
         if self.max_event is None or max_time > self.max_event:
             self.max_event = max_time
             self.seen_wall = now_wall

@@ -1,0 +1,1 @@
+"""Shared test helpers (importable as ``tests.support``); fixtures are in ``tests/conftest.py``."""

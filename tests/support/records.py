@@ -1,0 +1,69 @@
+"""Build normalised records directly (no OTLP), for unit tests of pipeline/detectors.
+
+    from tests.support.records import span, log_record, resource
+    s = span("checkout", end=1_700_000_005.0, error=True)
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+from detector.normalise.records import SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET, LogRecord, Resource, Scope, SpanRecord
+
+_SCOPE = Scope("tests")
+_RESOURCES: dict[tuple[str, str], Resource] = {}
+_ids = itertools.count(1)
+
+
+def resource(service: str, version: str = "") -> Resource:
+    """A shared :class:`Resource` per (service, version), like one SDK process."""
+    key = (service, version)
+    r = _RESOURCES.get(key)
+    if r is None:
+        attrs = {"service.name": service}
+        if version:
+            attrs["service.version"] = version
+        r = _RESOURCES[key] = Resource(service, version, attrs, "")
+    return r
+
+
+def span(
+    service: str = "svc",
+    end: float = 1_700_000_000.0,
+    error: bool = False,
+    *,
+    version: str = "",
+    kind: int = SPAN_KIND_SERVER,
+    name: str = "GET /",
+    peer: str = "",
+    trace_id: bytes | None = None,
+    span_id: bytes | None = None,
+    attrs: dict | None = None,
+) -> SpanRecord:
+    """One server span ending at ``end`` (seconds); unique ids unless given."""
+    n = next(_ids)
+    return SpanRecord(
+        resource(service, version),
+        _SCOPE,
+        trace_id if trace_id is not None else n.to_bytes(8, "big") + os.urandom(8),
+        span_id if span_id is not None else n.to_bytes(8, "big"),
+        b"",
+        name,
+        kind,
+        end - 0.01,
+        end,
+        STATUS_ERROR if error else STATUS_UNSET,
+        "",
+        500 if error else 200,
+        None,
+        name,
+        error,
+        peer,
+        dict(attrs or {}),
+    )
+
+
+def log_record(service: str = "svc", time: float = 1_700_000_000.0, severity: int = 9, body: str = "hello", version: str = "") -> LogRecord:
+    """One log record at ``time`` (seconds) with ``severity`` (17+ is an error)."""
+    return LogRecord(resource(service, version), _SCOPE, time, severity, "", body, {})
