@@ -624,6 +624,8 @@ class AuthDetector(Detector):
         model = st.m_source
         table = self._sources
         saf_principals = {c.subject.get("principal") for c in so_far if c.kind == "success_after_failures"}
+        explained = {s for c in so_far if c.kind == "brute_force" for s, _ in c.observed.get("top_sources", ())}
+        bf_thr, bf_q = self._threshold(cfg.brute_force_min_failures, st.b_pr_fail, cfg)
         i = 0
         for hs, s_ in sa.src.items():
             i += 1
@@ -674,6 +676,26 @@ class AuthDetector(Detector):
                             f"one source failed to log in as {fp} distinct principals in {hs_w * ws:g}s "
                             f"({per:.1f} failures each, failure ratio {ratio_f:.2f}; threshold {sp_thr:g} principals)",
                             [s_.trace]))
+            if (s_.fail and not alerting and hs not in explained and f >= bf_thr
+                    and ratio_f >= cfg.brute_force_min_failure_ratio):
+                # one source guessing passwords of a few principals, none of them over the
+                # per-principal threshold on its own (T1110.001 spread over a handful of accounts)
+                r = f / bf_thr
+                self._bump(scores, "brute_force", service, r)
+                fire, verdict = self._gate(cfg, model, vector, r)
+                if fire:
+                    alerting = True
+                    top = sorted(ss.principals.items(), key=lambda kv: -kv[1][1])[:5]
+                    out.append(self._cand(
+                        "brute_force", service, {"source": hs}, r, "warning",
+                        {"failures": f, "successes": s, "failure_ratio": round(ratio_f, 4), "window_failures": s_.fail,
+                         "failed_principals": fp, "top_principals": [[k, v[1]] for k, v in top if k is not None],
+                         "horizon_seconds": hs_w * ws, "model": verdict},
+                        {"min_failures": bf_thr, "configured_min_failures": cfg.brute_force_min_failures,
+                         "population_quantile": bf_q, "min_failure_ratio": cfg.brute_force_min_failure_ratio},
+                        f"one source failed {f} logins in {hs_w * ws:g}s on {fp} principal(s) "
+                        f"(threshold {bf_thr:g}, failure ratio {ratio_f:.2f})",
+                        [s_.trace]))
             for t, run, hp, nprin in self._run_source(ss, s_, cfg.saf_min_failures, cfg.success_lookback):
                 if hp in saf_principals:
                     continue
