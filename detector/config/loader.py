@@ -102,14 +102,17 @@ def config_json_schema_text() -> str:
 
 def _parse(text: str, filename: str) -> tuple[Any, dict[tuple, int], list[Problem]]:
     """YAML text -> (data, {path tuple: 1-based line}, syntax/duplicate problems)."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # raises ReaderError on non-printable characters
+    except yaml.YAMLError as exc:
+        return None, {}, [Problem(filename, None, "yaml", f"invalid YAML: {exc}")]
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {}, []
         lines: dict[tuple, int] = {}
         problems: list[Problem] = []
-        _index(node, (), lines, problems, filename)
+        _index(node, (), lines, problems, filename, set())
         data = loader.construct_document(node)
         return data, lines, problems
     except yaml.MarkedYAMLError as exc:
@@ -119,12 +122,17 @@ def _parse(text: str, filename: str) -> tuple[Any, dict[tuple, int], list[Proble
         return None, {}, [Problem(filename, line, "yaml", f"invalid YAML: {msg}")]
     except yaml.YAMLError as exc:
         return None, {}, [Problem(filename, None, "yaml", f"invalid YAML: {exc}")]
+    except RecursionError:
+        return None, {}, [Problem(filename, None, "yaml", "invalid YAML: nested too deeply")]
     finally:
         loader.dispose()
 
 
-def _index(node: yaml.Node, path: tuple, lines: dict[tuple, int], problems: list[Problem], filename: str) -> None:
+def _index(node: yaml.Node, path: tuple, lines: dict[tuple, int], problems: list[Problem], filename: str, seen_nodes: set[int]) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in seen_nodes:  # an alias: indexed once (re-walking aliases of aliases is exponential)
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
@@ -137,11 +145,11 @@ def _index(node: yaml.Node, path: tuple, lines: dict[tuple, int], problems: list
                 problems.append(Problem(filename, key_node.start_mark.line + 1, dotted, "duplicate key (the later one would silently win)"))
             seen.add(key)
             lines[sub] = key_node.start_mark.line + 1
-            _index(value_node, sub, lines, problems, filename)
+            _index(value_node, sub, lines, problems, filename, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[path + (i,)] = item.start_mark.line + 1
-            _index(item, path + (i,), lines, problems, filename)
+            _index(item, path + (i,), lines, problems, filename, seen_nodes)
 
 
 def _dotted(path: tuple) -> str:
