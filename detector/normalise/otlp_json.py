@@ -149,7 +149,10 @@ def _scalar(kind: int, value: Any, sub, path: str):
     if type(value) is int:
         return value
     if type(value) is str:
-        ev = sub.values_by_name.get(value) or sub.values_by_name.get(value.upper())
+        try:
+            ev = sub.values_by_name.get(value) or sub.values_by_name.get(value.upper())
+        except (SystemError, UnicodeError):  # upb cannot encode lone surrogates
+            ev = None
         if ev is not None:
             return ev.number
         try:
@@ -231,6 +234,8 @@ def parse_request(obj: dict | str | bytes, signal: str | None = None):
     if isinstance(obj, (str, bytes, bytearray)):
         try:
             obj = json.loads(obj)
+        except RecursionError:
+            raise OtlpJsonError("not JSON: nested too deeply") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise OtlpJsonError(f"not JSON: {exc}") from None
     if type(obj) is not dict:
@@ -248,7 +253,10 @@ def parse_request(obj: dict | str | bytes, signal: str | None = None):
     except KeyError:
         raise OtlpJsonError(f"unknown signal {signal!r}; use traces, logs or metrics") from None
     msg = cls()
-    _fill(msg, obj, "")
+    try:
+        _fill(msg, obj, "")
+    except RecursionError:
+        raise OtlpJsonError("nested too deeply") from None
     return signal, msg
 
 

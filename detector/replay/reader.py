@@ -125,7 +125,7 @@ def _iter_json(path: Path, data: bytes) -> Iterator[tuple[str, object]]:
     try:
         first_obj = json.loads(lines[first])
         line_mode = isinstance(first_obj, dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         line_mode = False
     if line_mode:
         for i in range(first, len(lines)):
@@ -134,7 +134,7 @@ def _iter_json(path: Path, data: bytes) -> Iterator[tuple[str, object]]:
                 continue
             try:
                 yield parse_request(json.loads(line))
-            except ValueError as exc:  # json.JSONDecodeError and OtlpJsonError
+            except (ValueError, RecursionError) as exc:  # json.JSONDecodeError, OtlpJsonError, too deep
                 raise ReplayInputError(path, i + 1, _why(exc)) from None
         return
     # A sequence of (pretty-printed) JSON objects.
@@ -149,13 +149,15 @@ def _iter_json(path: Path, data: bytes) -> Iterator[tuple[str, object]]:
         try:
             obj, pos = decoder.raw_decode(text, pos)
             yield parse_request(obj)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             if isinstance(exc, json.JSONDecodeError):
                 line = exc.lineno
             raise ReplayInputError(path, line, _why(exc)) from None
 
 
-def _why(exc: ValueError) -> str:
+def _why(exc: ValueError | RecursionError) -> str:
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply"
     if isinstance(exc, OtlpJsonError):
         return f"invalid OTLP/JSON: {exc}"
     return f"invalid JSON: {exc}"
