@@ -93,3 +93,43 @@ def run(det: AuthDetector, records: Iterable, window: float = 10.0, until: float
 
 def kinds(results: list[tuple[int, Candidate]]) -> set[str]:
     return {c.kind for _, c in results}
+
+
+def normal_logins(t0: float, seconds: float, per_second: float = 2.0, users: int = 300, typo: float = 0.03,
+                  seed: int = 1, service: str = "auth", with_tokens: bool = False) -> list[SpanRecord]:
+    """Benign login traffic: each user from a home address and agent; ``typo`` of logins fail once or twice first."""
+    import random
+
+    rnd = random.Random(seed)
+    out: list[SpanRecord] = []
+    n = int(seconds * per_second)
+    for i in range(n):
+        t = t0 + i / per_second + rnd.random() * 0.4
+        u = rnd.randrange(users)
+        src = f"198.51.{u // 250}.{u % 250 + 1}"
+        ua = f"Mozilla/5.0 ({u % 7})"
+        if rnd.random() < typo:
+            for k in range(rnd.choice((1, 1, 2))):
+                out.append(span(t - 3 + k, f"user{u}", src, 401, service=service, ua=ua))
+        tok = f"tok-{u}" if with_tokens else None
+        out.append(span(t, f"user{u}", src, 200, service=service, ua=ua, token=tok))
+    return out
+
+
+def protected_traffic(t0: float, seconds: float, per_second: float = 5.0, anon_share: float = 0.2, seed: int = 2,
+                      op: str = "GET /api/orders", service: str = "orders", anon_status: int = 401,
+                      version: str = "1.0") -> list[SpanRecord]:
+    """Requests to a protected route: signed-in users get 200, anonymous callers ``anon_status``."""
+    import random
+
+    rnd = random.Random(seed)
+    out = []
+    for i in range(int(seconds * per_second)):
+        t = t0 + i / per_second
+        if rnd.random() < anon_share:
+            out.append(span(t, None, f"192.0.2.{rnd.randrange(1, 250)}", anon_status, service=service, op=op,
+                            version=version))
+        else:
+            u = rnd.randrange(100)
+            out.append(span(t, f"user{u}", f"198.51.0.{u + 1}", 200, service=service, op=op, version=version))
+    return out
