@@ -255,7 +255,10 @@ class App:
                 log.exception("final checkpoint failed")
         if self.http is not None:
             self.http.stop()
-        log.info("stopped", extra={"processed": self.processed_counts(), "windows_closed": self.pipeline.windows_closed})
+        log.info(
+            "stopped",
+            extra={"received": self._counts("received"), "processed": self._counts("processed"), "windows_closed": self.pipeline.windows_closed},
+        )
 
     # ------------------------------------------------------------------ state seam
 
@@ -385,8 +388,10 @@ class App:
             return False, "receiver not listening"
         return True, "ready"
 
-    def processed_counts(self) -> dict[str, float]:
-        return {s: self.registry.get_sample_value("otel_anomaly_processed_items_total", {"signal": s}) or 0.0 for s in ("spans", "log_records", "data_points")}
+    def _counts(self, what: str) -> dict[str, int]:
+        """``{signal: n}`` of ``otel_anomaly_<what>_items_total`` (received / processed)."""
+        name = f"otel_anomaly_{what}_items_total"
+        return {s: int(self.registry.get_sample_value(name, {"signal": s}) or 0) for s in ("spans", "log_records", "data_points")}
 
     def _log_transition(self, alert: dict[str, Any]) -> None:
         alert_log.info("alert %s", alert["state"], extra={"transition": alert["state"], "alert": alert})
