@@ -1,0 +1,243 @@
+"""Ingest benchmark: bare FromString+walk vs ``decode_traces`` vs the full OTLP/gRPC receiver path.
+
+All three in the same run on the same pre-serialised ``ExportTraceServiceRequest``
+of ~1000 realistic spans (:mod:`tests.bench._otlp_payload`). The gRPC client runs
+in another process (``multiprocessing`` spawn) and keeps several calls in flight
+(like a Collector's sending queue consumers), sending the same pre-serialised bytes
+with a raw-bytes stub so it is not the bottleneck. The sink counts batches and
+drops them (receiver + decode + normalise only; the analysis worker is measured
+by the pipeline's own benchmark).
+
+Run: ``.venv/bin/python -m tests.bench.bench_ingest [--seconds 10] [--inflight 8] [--no-write]``
+Writes its section of ``tests/bench/RESULTS.md`` (between the bench_ingest markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+START, END = "<!-- bench_ingest:start -->", "<!-- bench_ingest:end -->"
+COMMAND = ".venv/bin/python -m tests.bench.bench_ingest"
+
+
+def _bare_walk(cls, data: bytes) -> int:
+    """FromString + one walk as in algorithms.md §4: service.name, name, kind, status, attr key + type."""
+    msg = cls.FromString(data)
+    n = 0
+    for rs in msg.resource_spans:
+        for kv in rs.resource.attributes:
+            if kv.key == "service.name":
+                kv.value.string_value
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                sp.name
+                sp.kind
+                sp.status.code
+                for kv in sp.attributes:
+                    kv.key
+                    kv.value.WhichOneof("value")
+                n += 1
+    return n
+
+
+class _CountingSink:
+    def __init__(self) -> None:
+        self.accepting = True
+        self.items = 0
+        self.batches = 0
+        self.lock = threading.Lock()
+
+    def submit(self, batch) -> bool:
+        with self.lock:
+            self.items += batch.items
+            self.batches += 1
+        return True
+
+
+def _client(port: int, data: bytes, inflight: int, commands, results) -> None:
+    """Client process: on each ``seconds`` command, keep ``inflight`` Export calls going that long."""
+    import grpc
+
+    from detector.receive.server import TRACE_METHOD
+
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
+    call = ch.unary_unary(TRACE_METHOD, request_serializer=None, response_deserializer=None)
+    call(data, timeout=30)  # warm-up
+    while True:
+        seconds = commands.get()
+        if seconds is None:
+            break
+        lat: list[float] = []
+        errors = 0
+        lock = threading.Lock()
+        stop_at = time.perf_counter() + seconds
+
+        def worker():
+            nonlocal errors
+            local = []
+            while time.perf_counter() < stop_at:
+                t = time.perf_counter()
+                try:
+                    call(data, timeout=30)
+                except grpc.RpcError:
+                    with lock:
+                        errors += 1
+                    continue
+                local.append(time.perf_counter() - t)
+            with lock:
+                lat.extend(local)
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(inflight)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        results.put({"calls": len(lat), "errors": errors, "wall": time.perf_counter() - t0, "lat": lat})
+    ch.close()
+
+
+def run(seconds: float, inflight: int, n_spans: int, workers: int = 16, rounds: int = 5) -> dict:
+    """Interleave ``rounds`` of (bare, decode, gRPC for ``seconds``/rounds): the shared VM's load
+    drifts, so each path is measured under the same conditions; median and best per path."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from prometheus_client import CollectorRegistry
+
+    from detector.expose.metrics import SelfMetrics
+    from detector.normalise import check_protobuf_backend, decode_traces
+    from detector.receive.config import ReceiverConfig
+    from detector.receive.server import Receiver
+    from tests.bench._otlp_payload import build_request
+
+    data = build_request(n_spans).SerializeToString()
+    res: dict = {"backend": check_protobuf_backend(), "bytes": len(data), "spans": n_spans, "rounds": rounds}
+    sink = _CountingSink()
+    receiver = Receiver(
+        ReceiverConfig.model_validate({"grpc": {"endpoint": "127.0.0.1:0", "workers": workers}}),
+        sink,
+        SelfMetrics(CollectorRegistry()),
+    )
+    port = receiver.start()
+    ctx = mp.get_context("spawn")
+    commands, results = ctx.Queue(), ctx.Queue()
+    proc = ctx.Process(target=_client, args=(port, data, inflight, commands, results))
+    proc.start()
+    bare, decode, grpc_rates, lat = [], [], [], []
+    calls = errors = 0
+    cpu = wall = 0.0
+    try:
+        for _ in range(rounds):
+            bare.extend(_rates(lambda: _bare_walk(ExportTraceServiceRequest, data), n_spans, 5, 3))
+            decode.extend(_rates(lambda: decode_traces(data), n_spans, 5, 3))
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            commands.put(seconds / rounds)
+            r = results.get(timeout=seconds + 120)
+            cpu += time.process_time() - cpu0
+            wall += time.perf_counter() - t0
+            grpc_rates.append(r["calls"] * n_spans / r["wall"])
+            lat.extend(r["lat"])
+            calls += r["calls"]
+            errors += r["errors"]
+    finally:
+        commands.put(None)
+        proc.join(30)
+        receiver.stop(1)
+    lat.sort()
+    res["bare"] = (statistics.median(bare), max(bare))
+    res["decode"] = (statistics.median(decode), max(decode))
+    res["grpc"] = (statistics.median(grpc_rates), max(grpc_rates))
+    res["client"] = {
+        "calls": calls, "errors": errors, "wall": wall,
+        "p50_ms": 1000 * lat[len(lat) // 2] if lat else 0.0,
+        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else 0.0,
+    }  # fmt: skip
+    res["server_cpu_s"] = cpu
+    res["accepted_items"] = sink.items
+    res["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return res
+
+
+def _rates(fn, spans_per_call: int, reps: int, inner: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        out.append(spans_per_call * inner / (time.perf_counter() - t))
+    return out
+
+
+def report(res: dict, seconds: float, inflight: int, workers: int) -> str:
+    bare_med, bare_best = res["bare"]
+    c = res["client"]
+
+    def row(label, key):
+        med, best = res[key]
+        return f"| {label} | {med:,.0f} | {best:,.0f} | {med / bare_med:.2f} | {best / bare_best:.2f} |"
+
+    lines = [
+        START,
+        "## Ingest (receiver + decode/normalise) — `bench_ingest.py`",
+        "",
+        f"Command: `{COMMAND} --seconds {seconds:g} --inflight {inflight} --workers {workers}` "
+        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, Python {platform.python_version()}, protobuf "
+        f"backend `{res['backend']}`, {os.cpu_count()} vCPUs shared with other work; the gRPC client is a separate "
+        f"process keeping {inflight} Export calls in flight; receiver.grpc.workers={workers}).",
+        f"Payload: one pre-serialised ExportTraceServiceRequest, {res['spans']} spans / 10 resources, "
+        f"{res['bytes']:,} B ({res['bytes'] / res['spans']:.0f} B/span), 10 attributes per span. The three paths are "
+        f"measured in {res['rounds']} interleaved rounds (load on the shared VM drifts); median and best per path.",
+        "",
+        "| path | spans/s median | spans/s best | median / bare median | best / bare best |",
+        "|---|---|---|---|---|",
+        row("bare `FromString` + walk (span fields, attribute keys + value types)", "bare"),
+        row("`decode_traces` (decode + normalise into SpanRecords, attrs dict)", "decode"),
+        row("full OTLP/gRPC Export → Receiver → sink (client in another process)", "grpc"),
+        "",
+        f"gRPC phase: {c['calls']} calls in {c['wall']:.1f} s, {c['errors']} errors; Export latency p50 "
+        f"{c['p50_ms']:.1f} ms / p99 {c['p99_ms']:.1f} ms (client side, {inflight} in flight); accepted "
+        f"{res['accepted_items']:,} spans; server-process CPU during it {res['server_cpu_s']:.1f} s "
+        f"(includes grpc core threads); peak RSS of the server process {res['rss_mib']:.0f} MiB. "
+        f"Targets (issue 2, for the whole pipeline): ≥ 60,000 spans/s and ≥ 0.5 × bare. The sink here only "
+        f"counts; the analysis worker's cost is in the pipeline benchmark.",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write_section(text: str) -> None:
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if START in old and END in old:
+        new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    RESULTS.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=15.0, help="total duration of the gRPC phases")
+    ap.add_argument("--inflight", type=int, default=8, help="concurrent Export calls from the client")
+    ap.add_argument("--workers", type=int, default=16, help="receiver handler threads (receiver.grpc.workers)")
+    ap.add_argument("--spans", type=int, default=1000, help="spans per request")
+    ap.add_argument("--no-write", action="store_true", help="print only, do not update RESULTS.md")
+    args = ap.parse_args(argv)
+    res = run(args.seconds, args.inflight, args.spans, args.workers)
+    text = report(res, args.seconds, args.inflight, args.workers)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
