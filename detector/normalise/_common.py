@@ -8,6 +8,10 @@ Limits applied to attacker-controlled shapes (documented outcome, never an error
 - a span / log record keeps its first :data:`MAX_ATTRIBUTES` attributes
   (the OTel SDK's own default limit is 128); the record is still accepted and
   counted in :attr:`DecodeResult.truncated`.
+
+A request nested deeper than the protobuf parser's recursion limit (100
+message levels: about 31 nested kvlist values) cannot be decoded at all and
+is :class:`UndecodableRequest` (INVALID_ARGUMENT); 20 levels decode fine.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from google.protobuf.internal import api_implementation
+from google.protobuf.message import DecodeError
 
 from detector.normalise.records import EMPTY, LogRecord, SpanRecord
 
@@ -179,8 +184,6 @@ def parse(cls: type, data: bytes):
         UndecodableRequest: ``data`` is not a protobuf ``cls`` (corrupt wire
             format, or non-empty bytes holding none of the request's fields).
     """
-    from google.protobuf.message import DecodeError
-
     repaired = False
     try:
         msg = cls.FromString(data)
@@ -189,12 +192,14 @@ def parse(cls: type, data: bytes):
 
         try:
             msg = salvage(cls, data)
-        except DecodeError:
+        except Exception:  # DecodeError, or anything else from the generic copy
             raise UndecodableRequest(
-                f"request body is not a valid {cls.DESCRIPTOR.name} protobuf ({len(data)} bytes)"
+                f"request body is not a valid {cls.DESCRIPTOR.name} protobuf ({len(data)} bytes): corrupt wire "
+                "format, or messages nested deeper than the protobuf parser's limit of 100 levels "
+                "(about 31 nested kvlist values)"
             ) from None
         repaired = True
-    except Exception as exc:  # upb raises other errors for some corrupt inputs (e.g. recursion)
+    except Exception as exc:  # upb raises other errors for some corrupt inputs
         raise UndecodableRequest(f"request body is not a valid {cls.DESCRIPTOR.name} protobuf: {exc}") from None
     if data and not msg.ListFields():
         raise UndecodableRequest(

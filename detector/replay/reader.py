@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from detector.normalise._common import UndecodableRequest, parse
+from detector.normalise._common import UndecodableRequest, check_protobuf_backend, parse
 from detector.normalise.otlp_json import SIGNALS, OtlpJsonError, parse_request
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
@@ -99,6 +99,7 @@ def iter_requests(path: str | os.PathLike) -> Iterator[tuple[str, object]]:
             a line / message in it is invalid (raised when reached; requests
             before it have been yielded).
     """
+    check_protobuf_backend()
     p = Path(path)
     if p.is_dir():
         for child in sorted(p.iterdir()):

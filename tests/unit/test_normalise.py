@@ -76,6 +76,14 @@ def test_kvlist_nested_20_deep_is_capped():
     assert v == DEPTH_MARKER
 
 
+def test_nesting_beyond_the_parser_limit_is_undecodable():
+    value: object = "leaf"
+    for _ in range(40):
+        value = {"n": value}
+    with pytest.raises(UndecodableRequest, match="nested deeper"):
+        decode_traces(trace_request({"attrs": {"deep": value}}).SerializeToString())
+
+
 def test_array_of_10k_values_is_capped():
     s = one(attrs={"big": list(range(10_000))})
     assert s.attrs["big"] == list(range(MAX_ARRAY))
