@@ -45,6 +45,7 @@ from detector.expose.collector import AlertCollector
 from detector.expose.http import HttpServer
 from detector.expose.metrics import SelfMetrics
 from detector.pipeline.worker import Pipeline
+from detector.state.budget import apply_budget
 
 log = logging.getLogger("otel_anomaly.app")
 alert_log = logging.getLogger("otel_anomaly.alerts")
@@ -181,6 +182,7 @@ class App:
         self.config = config
         self.config_path = config_path
         self.serve = serve
+        self.memory_plan = apply_budget(config)  # caps the user left at their defaults follow state.memory_budget_mib
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = SelfMetrics(self.registry)
         self.deployments = Deployments()
@@ -315,7 +317,11 @@ class App:
         mod = self._ckpt_mod
         st = self.config.state
         if mod is not None and st.directory and hasattr(mod, "Checkpointer"):
-            self.checkpointer = mod.Checkpointer(st.directory, st.checkpoint_interval, collect=self.state_dict, metrics=self.metrics)
+            schema = mod.feature_schema({**self.detectors, "alerts": self.alerts, "pipeline": self.pipeline, "app": STATE_FORMAT})
+            self.checkpointer = mod.Checkpointer(
+                st.directory, st.checkpoint_interval, collect=self.state_dict, metrics=self.metrics,
+                meta=mod.CheckpointMeta.current(schema),
+            )  # fmt: skip
             try:
                 state = self.checkpointer.restore()
             except Exception:
@@ -342,9 +348,11 @@ class App:
             return False
         try:
             new = load_config(self.config_path)
-        except ConfigError as exc:
+            apply_budget(new)
+        except (ConfigError, ValueError) as exc:
             self.metrics.config_reloads.labels(result="error").inc()
-            log.error("config reload failed; keeping the running config", extra={"problems": [str(p) for p in exc.problems]})
+            problems = [str(p) for p in exc.problems] if isinstance(exc, ConfigError) else [str(exc)]
+            log.error("config reload failed; keeping the running config", extra={"problems": problems})
             return False
         old = self.config
         needs_restart = [s for s in ("receiver", "http", "state") if getattr(new, s) != getattr(old, s)]
