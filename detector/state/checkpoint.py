@@ -104,10 +104,12 @@ def feature_schema(components: Mapping[str, Any]) -> str:
     attribute ``STATE_VERSION`` (int, default 1) that its owner bumps whenever
     the layout of its ``state_dict()`` changes incompatibly. Returns e.g.
     ``"alerts=1;auth=2;error_rate=1"`` (sorted, so order does not matter).
+    A plain ``int`` value is taken as the version itself.
     """
     parts = []
     for name in sorted(components):
-        version = getattr(components[name], "STATE_VERSION", 1)
+        obj = components[name]
+        version = obj if isinstance(obj, int) else getattr(obj, "STATE_VERSION", 1)
         parts.append(f"{name}={version}")
     return ";".join(parts)
 
@@ -136,13 +138,40 @@ class CheckpointMeta:
         return cls(__version__, river_version(), python_version(), feature_schema)
 
     def incompatibility(self, other: "CheckpointMeta") -> str | None:
-        """Why a checkpoint stamped ``other`` cannot be loaded by ``self``; None when compatible."""
+        """Why a checkpoint stamped ``other`` cannot be loaded by ``self``; None when compatible.
+
+        The feature schema is compared per component: a component present on
+        only one side (a detector enabled or disabled since) is compatible —
+        its state is simply absent or ignored; a component whose
+        ``STATE_VERSION`` differs is not.
+        """
         problems = []
-        for name in ("format_version", "package_version", "river_version", "python_version", "feature_schema"):
+        for name in ("format_version", "package_version", "river_version", "python_version"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine != theirs:
                 problems.append(f"{name} {theirs!r} in checkpoint, {mine!r} here")
+        mine_s, theirs_s = _parse_schema(self.feature_schema), _parse_schema(other.feature_schema)
+        if mine_s is None or theirs_s is None:
+            if self.feature_schema != other.feature_schema:
+                problems.append(f"feature_schema {other.feature_schema!r} in checkpoint, {self.feature_schema!r} here")
+        else:
+            for comp in sorted(set(mine_s) & set(theirs_s)):
+                if mine_s[comp] != theirs_s[comp]:
+                    problems.append(f"feature_schema {comp}={theirs_s[comp]!r} in checkpoint, {comp}={mine_s[comp]!r} here")
         return "; ".join(problems) or None
+
+
+def _parse_schema(text: str) -> dict[str, str] | None:
+    """``"a=1;b=2"`` -> ``{"a": "1", "b": "2"}``; ``{}`` for ``""``; None when not in that form."""
+    if not text:
+        return {}
+    out = {}
+    for part in text.split(";"):
+        name, eq, version = part.partition("=")
+        if not eq or not name:
+            return None
+        out[name] = version
+    return out
 
 
 @dataclass

@@ -16,7 +16,7 @@ class StateConfig(StrictModel):
     checkpoint_interval: Duration = Field("60s", description="how often learned state is saved")
     memory_budget_mib: float = Field(
         1024,
-        ge=128,
+        ge=256,
         description="RSS the process should stay under, MiB; divided into per-detector caps on tracked series/entities",
     )
     hash_salt: Optional[str] = Field(

@@ -129,6 +129,7 @@ def test_bit_flip_error_message_names_the_checksum(tmp_path, caplog):
         ("river_version", "0.21.0"),
         ("python_version", "3.10"),
         ("feature_schema", "error_rate=2"),
+        ("feature_schema", "not a schema"),
         ("format_version", 99),
     ],
 )
@@ -141,7 +142,18 @@ def test_incompatible_version_is_refused_with_both_values(tmp_path, caplog, fiel
         assert ck.load(tmp_path, here, metrics=m) is None
     assert _failures(m) == 1
     assert "incompatible checkpoint" in caplog.text
-    assert repr(value) in caplog.text and repr(getattr(here, field)) in caplog.text
+    if field == "feature_schema" and "=" in value:
+        assert "error_rate='2' in checkpoint, error_rate='1' here" in caplog.text
+    else:
+        assert repr(value) in caplog.text and repr(getattr(here, field)) in caplog.text
+
+
+def test_feature_schema_compares_shared_components_only(tmp_path):
+    here = ck.CheckpointMeta.current("alerts=1;auth=1;error_rate=2")
+    ck.save(tmp_path, {"a": 1}, ck.CheckpointMeta.current("alerts=1;error_rate=2;schema_drift=1"))
+    assert ck.load(tmp_path, here) == {"a": 1}  # auth enabled / schema_drift disabled since: fine
+    ck.save(tmp_path, {"a": 1}, ck.CheckpointMeta.current("alerts=1;error_rate=1"))
+    assert ck.load(tmp_path, here) is None
 
 
 def test_garbage_and_wrong_payload_type(tmp_path):
