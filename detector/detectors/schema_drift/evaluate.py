@@ -199,40 +199,39 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
                 del added[b]
                 break
 
-    # renames
+    # renames: semconv pairs first, then unknown pairs matched best-first over all (removed, added)
+    pairs: list[tuple[str, str, tuple | None, bool]] = []
     for a in list(removed):
-        pa, share_a = removed[a]
+        pa = removed[a][0]
         hit = semconv.known_rename(a, sem_kind)
-        b = None
-        version = None
-        dup_ended = False
         if hit is not None and hit[0] in added:
-            b, version = hit[0], hit[1]
+            pairs.append((a, hit[0], hit[1], False))
+            added.pop(hit[0])
+            del removed[a]
         elif hit is not None and hit[0] in st.keys and kcount.get(hit[0], 0) / n >= cfg.removed_baseline_presence * pa:
-            b, version, dup_ended = hit[0], hit[1], True
-        else:
-            best = None
-            for cand, c in added.items():
-                diff = abs(pa - c / n)
-                if diff >= cfg.rename_presence_tolerance:
-                    continue
-                base_t = {t for t, w in st.keys[a].types.items() if w > 0}
-                if not base_t & set(stat.key_types.get(cand, {})):
-                    continue
-                dist = st.keys[a].distinct or {}
-                same_values = any(v in dist for v in stat.samples.get(cand, {}))
-                similar_name = name_similarity(a, cand)
-                if not same_values and similar_name < 0.3:
-                    continue
-                rank = (same_values, similar_name, -diff)
-                if best is None or rank > best[0]:
-                    best = (rank, cand)
-            if best is not None:
-                b = best[1]
-        if b is None:
-            continue
-        del removed[a]
-        added.pop(b, None)
+            pairs.append((a, hit[0], hit[1], True))
+            del removed[a]
+    ranked = []
+    for a, (pa, _) in removed.items():
+        base_t = {t for t, w in st.keys[a].types.items() if w > 0}
+        dist = st.keys[a].distinct or {}
+        for cand, c in added.items():
+            diff = abs(pa - c / n)
+            if diff >= cfg.rename_presence_tolerance or not base_t & set(stat.key_types.get(cand, {})):
+                continue
+            same_values = any(v in dist for v in stat.samples.get(cand, {}))
+            similar_name = name_similarity(a, cand)
+            if same_values or similar_name >= 0.25:
+                ranked.append(((same_values, similar_name, -diff), a, cand))
+    ranked.sort(key=lambda r: r[0], reverse=True)
+    for _, a, cand in ranked:
+        if a in removed and cand in added:
+            pairs.append((a, cand, None, False))
+            del removed[a]
+            del added[cand]
+    gone = {a: (st.presence(a), kcount.get(a, 0) / n) for a, _, _, _ in pairs}
+    for a, b, version, dup_ended in pairs:
+        pa, share_a = gone[a]
         share_b = kcount.get(b, 0) / n
         if version is not None and (dup_ended or _schema_matches(env, version) or env.after_deploy):
             sev = "info"
