@@ -117,6 +117,8 @@ def _parse(text: str, filename: str) -> tuple[Any, dict[tuple, int], list[Proble
         return data, lines, problems
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and "end of stream" in (exc.problem or ""):
+            mark = exc.context_mark  # an unclosed quote/bracket: point at where it was opened
         line = mark.line + 1 if mark is not None else None
         msg = " ".join(s for s in (exc.context, exc.problem) if s) or str(exc)
         return None, {}, [Problem(filename, line, "yaml", f"invalid YAML: {msg}")]

@@ -100,3 +100,19 @@ def test_cli_config_schema():
     r = run_cli("config-schema")
     assert r.returncode == 0
     assert "pipeline" in json.loads(r.stdout)["properties"]
+
+
+CASES = {
+    "wrong_type.yaml": "3: receiver.grpc.workers: Input should be a valid integer, unable to parse string as an integer (got 'many')",
+    "unknown_key.yaml": "3: pipeline.windwo: unknown key (did you mean 'window'?)",
+    "bad_duration.yaml": "2: alerts.cooldown: invalid duration '5 minutes': use a number and a unit",
+    "bad_yaml.yaml": "2: yaml: invalid YAML: while scanning a quoted scalar found unexpected end of stream",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_cli_check_config_cases(name):
+    path = f"tests/data/config/{name}"
+    r = run_cli("check-config", path)
+    assert r.returncode == 2
+    assert r.stdout.startswith(f"{path}:{CASES[name]}"), r.stdout
