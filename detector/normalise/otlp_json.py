@@ -51,6 +51,7 @@ _INT_TYPES = frozenset(
      FD.TYPE_INT32, FD.TYPE_UINT32, FD.TYPE_SINT32, FD.TYPE_FIXED32, FD.TYPE_SFIXED32)
 )  # fmt: skip
 _FLOAT_TYPES = frozenset((FD.TYPE_DOUBLE, FD.TYPE_FLOAT))
+_KEY_VALUE = "opentelemetry.proto.common.v1.KeyValue"
 _SPECIAL_FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 # kinds of field conversion
@@ -93,10 +94,10 @@ def _plan(desc) -> dict[str, tuple]:
     return plan
 
 
-def _scalar(kind: int, value: Any, sub, path: str):
+def _scalar(kind: int, value: Any, sub):
     if kind == _STR:
         if type(value) is not str:
-            raise OtlpJsonError(f"{path}: expected a string, got {type(value).__name__}")
+            raise _Bad(f"expected a string, got {type(value).__name__}")
         return value
     if kind == _INT:
         if type(value) is int:
@@ -108,24 +109,24 @@ def _scalar(kind: int, value: Any, sub, path: str):
                 pass
         elif type(value) is float and value.is_integer():
             return int(value)
-        raise OtlpJsonError(f"{path}: expected an integer (number or decimal string), got {value!r:.60}")
+        raise _Bad(f"expected an integer (number or decimal string), got {value!r:.60}")
     if kind == _ID:
         if type(value) is not str:
-            raise OtlpJsonError(f"{path}: expected a hex id string, got {type(value).__name__}")
+            raise _Bad(f"expected a hex id string, got {type(value).__name__}")
         try:
             return bytes.fromhex(value)
         except ValueError:
             try:
                 return base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
-                raise OtlpJsonError(f"{path}: id is neither hex nor base64: {value!r:.60}") from None
+                raise _Bad(f"id is neither hex nor base64: {value!r:.60}") from None
     if kind == _BYTES:
         if type(value) is not str:
-            raise OtlpJsonError(f"{path}: expected a base64 string, got {type(value).__name__}")
+            raise _Bad(f"expected a base64 string, got {type(value).__name__}")
         try:
             return base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_" if ("-" in value or "_" in value) else None)
         except (binascii.Error, ValueError):
-            raise OtlpJsonError(f"{path}: invalid base64: {value!r:.60}") from None
+            raise _Bad(f"invalid base64: {value!r:.60}") from None
     if kind == _FLOAT:
         t = type(value)
         if t is float or t is int:
@@ -138,13 +139,13 @@ def _scalar(kind: int, value: Any, sub, path: str):
                 return float(value)
             except ValueError:
                 pass
-        raise OtlpJsonError(f"{path}: expected a number, got {value!r:.60}")
+        raise _Bad(f"expected a number, got {value!r:.60}")
     if kind == _BOOL:
         if type(value) is bool:
             return value
         if value in ("true", "false"):
             return value == "true"
-        raise OtlpJsonError(f"{path}: expected true/false, got {value!r:.60}")
+        raise _Bad(f"expected true/false, got {value!r:.60}")
     # _ENUM
     if type(value) is int:
         return value
@@ -159,50 +160,133 @@ def _scalar(kind: int, value: Any, sub, path: str):
             return int(value)
         except ValueError:
             pass
-    raise OtlpJsonError(f"{path}: expected an enum number or name of {sub.name}, got {value!r:.60}")
+    raise _Bad(f"expected an enum number or name of {sub.name}, got {value!r:.60}")
 
 
 def _set_str(msg, name: str, value: str) -> None:
     try:
         setattr(msg, name, value)
-    except (ValueError, TypeError, UnicodeError):
+    except (ValueError, TypeError, UnicodeError, SystemError):
         setattr(msg, name, value.encode("utf-8", "replace").decode("utf-8"))
 
 
-def _fill(msg, obj: Any, path: str) -> None:
+class _Bad(Exception):
+    """Internal: a conversion error; ``path`` collects field names on the way up (innermost last)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.path: list[str] = []
+
+
+_ANY_FAST = {
+    "stringValue": ("string_value", _STR), "string_value": ("string_value", _STR),
+    "intValue": ("int_value", _INT), "int_value": ("int_value", _INT),
+    "boolValue": ("bool_value", _BOOL), "bool_value": ("bool_value", _BOOL),
+    "doubleValue": ("double_value", _FLOAT), "double_value": ("double_value", _FLOAT),
+}  # fmt: skip
+
+
+def _fill_key_values(target, items: list) -> None:
+    """Fast path for repeated ``KeyValue`` (the bulk of OTLP/JSON): scalar values set directly."""
+    for i, item in enumerate(items):
+        try:
+            if type(item) is not dict:
+                raise _Bad(f"expected a JSON object, got {type(item).__name__}")
+            kv = target.add()
+            key = item.get("key")
+            if key is not None:
+                if type(key) is not str:
+                    raise _Bad(f"key: expected a string, got {type(key).__name__}")
+                _set_str(kv, "key", key)
+            value = item.get("value")
+            if value is None:
+                continue
+            if type(value) is dict and len(value) == 1:
+                ((vk, vv),) = value.items()
+                fast = _ANY_FAST.get(vk)
+                if fast is not None and vv is not None:
+                    name, kind = fast
+                    if kind == _STR and type(vv) is str:
+                        _set_str(kv.value, name, vv)
+                    else:
+                        try:
+                            setattr(kv.value, name, _scalar(kind, vv, None))
+                        except _Bad as bad:
+                            bad.path.append(vk)
+                            bad.path.append("value")
+                            raise
+                        except (ValueError, TypeError) as exc:
+                            raise _Bad(f"value.{vk}: {exc}") from None
+                    continue
+            child = kv.value
+            child.SetInParent()
+            try:
+                _fill(child, value)
+            except _Bad as bad:
+                bad.path.append("value")
+                raise
+        except _Bad as bad:
+            bad.path.append(f"[{i}]")
+            raise
+
+
+def _fill(msg, obj: Any) -> None:
     if type(obj) is not dict:
-        raise OtlpJsonError(f"{path or '$'}: expected a JSON object, got {type(obj).__name__}")
+        raise _Bad(f"expected a JSON object, got {type(obj).__name__}")
     plan = _plan(msg.DESCRIPTOR)
     for key, value in obj.items():
         entry = plan.get(key)
         if entry is None or value is None:
             continue  # unknown field or explicit null: ignored
         name, kind, repeated, sub = entry
-        p = f"{path}.{key}" if path else key
-        if repeated:
-            if type(value) is not list:
-                raise OtlpJsonError(f"{p}: expected a JSON array, got {type(value).__name__}")
-            target = getattr(msg, name)
-            if kind == _MSG:
-                for i, item in enumerate(value):
-                    _fill(target.add(), item, f"{p}[{i}]")
+        try:
+            if repeated:
+                if type(value) is not list:
+                    raise _Bad(f"expected a JSON array, got {type(value).__name__}")
+                target = getattr(msg, name)
+                if kind == _MSG:
+                    if sub.full_name == _KEY_VALUE:
+                        _fill_key_values(target, value)
+                        continue
+                    for i, item in enumerate(value):
+                        try:
+                            _fill(target.add(), item)
+                        except _Bad as bad:
+                            bad.path.append(f"[{i}]")
+                            raise
+                else:
+                    vals = []
+                    for i, item in enumerate(value):
+                        try:
+                            vals.append(_scalar(kind, item, sub))
+                        except _Bad as bad:
+                            bad.path.append(f"[{i}]")
+                            raise
+                    try:
+                        target.extend(vals)
+                    except (ValueError, TypeError, UnicodeError, SystemError):
+                        target.extend(v.encode("utf-8", "replace").decode("utf-8") if type(v) is str else v for v in vals)
+            elif kind == _MSG:
+                child = getattr(msg, name)
+                child.SetInParent()
+                _fill(child, value)
+            elif kind == _STR:
+                _set_str(msg, name, _scalar(kind, value, sub))
             else:
-                vals = [_scalar(kind, item, sub, f"{p}[{i}]") for i, item in enumerate(value)]
                 try:
-                    target.extend(vals)
-                except (ValueError, TypeError, UnicodeError):
-                    target.extend(v.encode("utf-8", "replace").decode("utf-8") if type(v) is str else v for v in vals)
-        elif kind == _MSG:
-            child = getattr(msg, name)
-            child.SetInParent()
-            _fill(child, value, p)
-        elif kind == _STR:
-            _set_str(msg, name, _scalar(kind, value, sub, p))
-        else:
-            try:
-                setattr(msg, name, _scalar(kind, value, sub, p))
-            except (ValueError, TypeError) as exc:  # e.g. out-of-range integer
-                raise OtlpJsonError(f"{p}: {exc}") from None
+                    setattr(msg, name, _scalar(kind, value, sub))
+                except (ValueError, TypeError) as exc:  # e.g. out-of-range integer
+                    raise _Bad(str(exc)) from None
+        except _Bad as bad:
+            bad.path.append(key)
+            raise
+
+
+def _path(parts: list[str]) -> str:
+    out = ""
+    for part in reversed(parts):
+        out += part if part.startswith("[") or not out else "." + part
+    return out or "$"
 
 
 def detect_signal(obj: dict) -> str | None:
@@ -254,9 +338,11 @@ def parse_request(obj: dict | str | bytes, signal: str | None = None):
         raise OtlpJsonError(f"unknown signal {signal!r}; use traces, logs or metrics") from None
     msg = cls()
     try:
-        _fill(msg, obj, "")
+        _fill(msg, obj)
     except RecursionError:
         raise OtlpJsonError("nested too deeply") from None
+    except _Bad as bad:
+        raise OtlpJsonError(f"{_path(bad.path)}: {bad.message}") from None
     return signal, msg
 
 
