@@ -353,7 +353,8 @@ class AuthDetector(Detector):
                 s.fail += n
                 if unknown:
                     s.unknown += n
-                s.principals[hp] = s.principals.get(hp, 0) + n
+                if hp is not None:
+                    s.principals[hp] = s.principals.get(hp, 0) + n
                 if not s.trace:
                     s.trace = trace
             elif outcome == OK:
@@ -676,7 +677,7 @@ class AuthDetector(Detector):
                             f"one source failed to log in as {fp} distinct principals in {hs_w * ws:g}s "
                             f"({per:.1f} failures each, failure ratio {ratio_f:.2f}; threshold {sp_thr:g} principals)",
                             [s_.trace]))
-            if (s_.fail and not alerting and hs not in explained and f >= bf_thr
+            if (s_.fail and fp and not alerting and hs not in explained and f >= bf_thr
                     and ratio_f >= cfg.brute_force_min_failure_ratio):
                 # one source guessing passwords of a few principals, none of them over the
                 # per-principal threshold on its own (T1110.001 spread over a handful of accounts)
