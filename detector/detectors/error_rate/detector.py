@@ -1,0 +1,825 @@
+"""Rising error rates per service, caller->callee edge, operation and in logs.
+
+Answers "did errors on this service, or between these two services, just rise
+beyond what is normal for *them*?" for a service failing 0.05 % of requests
+and one failing 8 %, at 1 request per minute and at thousands per second,
+through daily traffic cycles, without a threshold per service.
+
+Series (``kind``, labels ``service``/``peer``, ``subject``):
+
+- ``service_error_rate``: SERVER and CONSUMER spans of a service.
+- ``edge_error_rate``: CLIENT and PRODUCER spans of caller -> ``peer``
+  (``SpanRecord.peer``; spans without a known peer are not an edge).
+- ``operation_error_rate``: SERVER/CONSUMER spans per ``SpanRecord.operation``
+  (subject ``{"operation": ...}``), capped per service.
+- ``log_error_rate``: share of log records with severity >= ERROR per
+  service (subject ``{}``), and, per masked error *signature*, the share of the
+  service's log records that are this error (subject ``{"signature": ...}``),
+  so a new kind of error is seen even when the total error share is flat.
+
+Error semantics come from normalisation (``SpanRecord.is_error``: server 4xx
+is not a server error, client 4xx is; ``LogRecord.is_error``).
+
+How it decides (per series, at each window close, all series at once with
+numpy; only the ADWIN feed and candidate building loop in Python):
+
+1. Baseline ``p0``: Beta-binomial shrinkage. Learned pseudo-counts ``a``
+   (errors) and ``b`` (successes) forget by *requests* (half-life
+   ``half_life_requests``), so a quiet night does not erase them; the prior is
+   the population's ratio for the kind (capped at ``prior_max``, so chronic
+   failers do not lift it) with an empirical-Bayes weight: Beta concentration
+   ``mu(1-mu)/var - 1`` from the spread of the series' learned ratios (binomial
+   noise removed; at least 10 and at most ``prior_weight`` requests), so a
+   heterogeneous fleet (0.05 % and 8 % services) shrinks little; floored at
+   ``rate_floor``. A new error signature starts from the signature's absence in
+   all the service's learned log records. Learning is delayed by
+   ``aggregate_windows`` (the oldest remembered window is learned) and skipped
+   when any window since was anomalous or the CUSUM holds more than half its
+   threshold, so neither the first windows of an incident nor a ramp drag the
+   baseline up; after ``adapt_after`` of continuous anomaly the new level is
+   learned anyway (a lasting change becomes normal; cf. river
+   ``anomaly.filter`` ``protect_anomaly_detector``).
+2. Tests, each with the effect-size floors (at least ``min_errors`` errors,
+   ratio >= ``min_ratio`` x p0 and >= p0 + ``min_increase``):
+   binomial tail of the window; of the last ``aggregate_windows`` windows
+   (low traffic); of the CUSUM's current segment (since ``S`` left 0 — this
+   is what lets a 1 request/minute service alert when 10 of its next 12 fail);
+   and the one-sided binomial CUSUM itself (Page 1954; see
+   :class:`~detector.detectors.error_rate.cusum.BinomialCUSUM`, the per-series
+   river ``BinaryDriftDetector`` with the same recursion). The binomial tests
+   use ``alpha = false_alerts_per_day / (series x windows/day x 3)`` and the
+   CUSUM ``h = ln(windows/day x series / false_alerts_per_day)`` (Lorden's
+   ``ARL0 >= e^h``), so the budget is per day for the whole fleet, not per test.
+3. ``river.drift.ADWIN`` per series, fed one value per window (the window's
+   error ratio, when it has at least ``adwin_min_requests`` requests — one
+   update per series per window instead of one per request keeps it off the
+   per-span path; per-request bits would cost ``n`` Python calls per series per
+   window). An upward ADWIN change confirms a CUSUM holding at least half its
+   threshold (slow drift), and is reported in ``observed.adwin_drift``.
+4. Recovery: the CUSUM segment ends when the window is confidently back
+   (Wilson upper bound, z=2, below the midpoint of p0 and p1) or after enough
+   clean requests in a row that the incident's ratio would have produced an
+   error with 99 % probability.
+5. Warm-up: no rise alerts before ``warmup`` and ``warmup_requests``; a
+   series failing from birth is reported (severity warning) once the lower
+   Wilson bound (z=3) of its ratio since birth reaches ``new_series_floor``.
+6. Severity by effect size: lower Wilson bound (z=3) of the firing evidence
+   >= ``critical_ratio`` x p0 or >= p0 + ``critical_increase`` -> critical;
+   >= 2 x p0 -> warning; else info. Only rises are tested: drops never alert.
+
+Score (``otel_anomaly_score``): ``-log10`` of the smallest p-value, or the
+CUSUM as ``S/h x -log10(alpha)``; the threshold is ``-log10(alpha)``; capped
+at 99.
+
+Cost: per record two dict increments (+ an exemplar append on errors); per
+window O(series) numpy. State: one row per series (see
+:mod:`~detector.detectors.error_rate.series`), capped at ``max_series`` with
+least-recently-seen eviction and a TTL, counted in ``evicted_total``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from river.drift import ADWIN
+
+from detector.detectors.base import Candidate, Detector, DetectorContext, Window
+from detector.detectors.error_rate.config import ErrorRateConfig
+from detector.detectors.error_rate.series import (
+    K_EDGE,
+    K_LOG,
+    K_OPERATION,
+    K_SERVICE,
+    K_SIGNATURE,
+    KIND_NAMES,
+    NO_HOLD,
+    PARAMS,
+    SeriesTable,
+)
+from detector.detectors.error_rate.stats import (
+    alpha_for_budget,
+    binom_tail,
+    cusum_alternative,
+    cusum_step,
+    cusum_threshold,
+    error_signature,
+    fmt_ratio,
+    wilson_bounds,
+)
+from detector.normalise.records import (
+    SPAN_KIND_CLIENT,
+    SPAN_KIND_CONSUMER,
+    SPAN_KIND_PRODUCER,
+    SPAN_KIND_SERVER,
+    LogRecord,
+    SpanRecord,
+)
+
+STATE_VERSION = 1
+HOLD_WINDOWS = 3  # windows without anomaly that end an episode (and make a series evictable)
+MAX_SCORE = 99.0
+_SIG_CACHE_MAX = 4096
+EB_MIN_SERIES = 5  # series with enough data before the population spread is trusted
+EB_MIN_REQUESTS = 10.0  # learned requests for a series to count in the spread
+EB_MIN_WEIGHT = 10.0  # the empirical-Bayes prior weight never goes below this (requests)
+
+
+class _WindowAcc:
+    """Counters of one open window: ``n``/``k`` per series key, exemplar trace ids."""
+
+    __slots__ = ("n", "k", "ex")
+
+    def __init__(self) -> None:
+        self.n: dict[tuple, int] = {}
+        self.k: dict[tuple, int] = {}
+        self.ex: dict[tuple, list[bytes]] = {}
+
+    def merge(self, other: "_WindowAcc") -> None:
+        for src, dst in ((other.n, self.n), (other.k, self.k)):
+            for key, v in src.items():
+                dst[key] = dst.get(key, 0) + v
+        for key, v in other.ex.items():
+            self.ex.setdefault(key, []).extend(v)
+
+
+class ErrorRateDetector(Detector):
+    """The ``error_rate`` detector family (see the module docstring for the method).
+
+    Args:
+        config: :class:`ErrorRateConfig` (``detectors.error_rate``).
+        context: pipeline context; ``window_seconds`` sets alpha and the CUSUM
+            threshold (windows per day), ``hasher`` is not needed (no identities).
+
+    Attributes:
+        evicted_total: series evicted by the cap or the TTL (monotonic).
+        dropped_total: new series not tracked because of a per-service cap.
+    """
+
+    name = "error_rate"
+
+    def __init__(self, config: ErrorRateConfig, context: DetectorContext) -> None:
+        super().__init__(config, context)
+        self.dropped_total = 0
+        self._open: dict[int, _WindowAcc] = {}
+        self._last_index: int | None = None
+        self._per_service: dict[tuple[int, str], int] = {}
+        self._svc_params: dict[str, np.ndarray] = {}
+        self._sig_cache: dict[Any, str] = {}
+        self._table = SeriesTable(ring=self._ring_size(config))
+        self._population = np.full(5, np.nan)
+        self._kappa = np.full(5, np.inf)
+
+    # -- configuration -------------------------------------------------------------------------
+    @staticmethod
+    def _ring_size(config: ErrorRateConfig) -> int:
+        sizes = [config.aggregate_windows] + [o.aggregate_windows for o in config.overrides if o.aggregate_windows]
+        return int(max(sizes))
+
+    def _params_for(self, service: str) -> np.ndarray:
+        vec = self._svc_params.get(service)
+        if vec is not None:
+            return vec
+        c = self.config.for_service(service)
+        w = self.context.window_seconds
+        values = {
+            "budget": c.false_alerts_per_day,
+            "alpha_fixed": c.alpha if c.alpha is not None else math.nan,
+            "warmup_w": math.ceil(c.warmup / w),
+            "warmup_req": c.warmup_requests,
+            "new_floor": c.new_series_floor,
+            "half_life": c.half_life_requests,
+            "prior_w": c.prior_weight,
+            "prior_max": c.prior_max,
+            "floor": c.rate_floor,
+            "min_err": c.min_errors,
+            "min_inc": c.min_increase,
+            "min_ratio": c.min_ratio,
+            "agg_w": min(c.aggregate_windows, self._table.ring),
+            "c_ratio": c.cusum_ratio,
+            "c_delta": c.cusum_min_delta,
+            "h_min": c.cusum_h_min,
+            "adapt_w": max(1, math.ceil(c.adapt_after / w)),
+            "crit_ratio": c.critical_ratio,
+            "crit_inc": c.critical_increase,
+            "adwin_on": 1.0 if c.adwin else 0.0,
+            "adwin_delta": c.adwin_delta,
+            "adwin_min": c.adwin_min_requests,
+        }
+        vec = np.array([values[p] for p in PARAMS], dtype=np.float64)
+        if len(self._svc_params) > 50_000:
+            self._svc_params.clear()
+        self._svc_params[service] = vec
+        return vec
+
+    def _apply_params(self, row: int, service: str) -> None:
+        vec = self._params_for(service)
+        cols = self._table.cols
+        for i, name in enumerate(PARAMS):
+            cols[name][row] = vec[i]
+
+    def _refresh_all_params(self) -> None:
+        self._svc_params.clear()
+        t = self._table
+        for row in range(t.hi):
+            key = t.keys[row]
+            if key is not None:
+                self._apply_params(row, key[1])
+
+    def reconfigure(self, config: ErrorRateConfig) -> None:
+        """New thresholds from a SIGHUP; every learned baseline, CUSUM and ADWIN is kept."""
+        self.config = config
+        self._table.resize_ring(max(self._table.ring, self._ring_size(config)))
+        self._refresh_all_params()
+
+    # -- hot path ------------------------------------------------------------------------------
+    def _acc(self, window: Window) -> _WindowAcc:
+        acc = self._open.get(window.index)
+        if acc is None:
+            acc = self._open[window.index] = _WindowAcc()
+        return acc
+
+    def observe_spans(self, window: Window, spans: Sequence[SpanRecord]) -> None:
+        """Count requests and errors of ``spans`` into ``window``'s accumulator (dict increments only)."""
+        acc = self._acc(window)
+        n = acc.n
+        k = acc.k
+        ex = acc.ex
+        n_get = n.get
+        ops = self.config.operations
+        limit = self.config.exemplars
+        for s in spans:
+            kind = s.kind
+            if kind == SPAN_KIND_SERVER or kind == SPAN_KIND_CONSUMER:
+                svc = s.resource.service
+                key = (K_SERVICE, svc, "")
+                key2 = (K_OPERATION, svc, s.operation) if ops else None
+            elif kind == SPAN_KIND_CLIENT or kind == SPAN_KIND_PRODUCER:
+                if not s.peer:
+                    continue
+                key = (K_EDGE, s.resource.service, s.peer)
+                key2 = None
+            else:
+                continue
+            n[key] = n_get(key, 0) + 1
+            if key2 is not None:
+                n[key2] = n_get(key2, 0) + 1
+            if s.is_error:
+                k[key] = k.get(key, 0) + 1
+                if key2 is not None:
+                    k[key2] = k.get(key2, 0) + 1
+                if limit and s.trace_id:
+                    lst = ex.get(key)
+                    if lst is None:
+                        ex[key] = [s.trace_id]
+                    elif len(lst) < limit:
+                        lst.append(s.trace_id)
+                    if key2 is not None:
+                        lst = ex.get(key2)
+                        if lst is None:
+                            ex[key2] = [s.trace_id]
+                        elif len(lst) < limit:
+                            lst.append(s.trace_id)
+
+    def observe_logs(self, window: Window, logs: Sequence[LogRecord]) -> None:
+        """Count log records and error records (and their signatures) per service into ``window``."""
+        acc = self._acc(window)
+        n = acc.n
+        k = acc.k
+        ex = acc.ex
+        sigs = self.config.log_signatures
+        limit = self.config.exemplars
+        cache = self._sig_cache
+        for r in logs:
+            key = (K_LOG, r.resource.service, "")
+            n[key] = n.get(key, 0) + 1
+            if not r.is_error:
+                continue
+            k[key] = k.get(key, 0) + 1
+            keys = (key,)
+            if sigs:
+                body = r.body
+                try:
+                    sig = cache.get(body)
+                except TypeError:  # unhashable body (kvlist / array)
+                    sig = None
+                    body = None
+                if sig is None:
+                    sig = error_signature(r.body)
+                    if body is not None:
+                        if len(cache) >= _SIG_CACHE_MAX:
+                            cache.clear()
+                        cache[body] = sig
+                skey = (K_SIGNATURE, key[1], sig)
+                k[skey] = k.get(skey, 0) + 1
+                keys = (key, skey)
+            if limit and r.trace_id:
+                for kk in keys:
+                    lst = ex.get(kk)
+                    if lst is None:
+                        ex[kk] = [r.trace_id]
+                    elif len(lst) < limit:
+                        lst.append(r.trace_id)
+
+    # -- series management ---------------------------------------------------------------------
+    def _cap_ok(self, key: tuple) -> bool:
+        code = key[0]
+        if code == K_OPERATION:
+            cap = self.config.max_operations_per_service
+        elif code == K_SIGNATURE:
+            cap = self.config.max_signatures_per_service
+        else:
+            return True
+        ck = (code, key[1])
+        have = self._per_service.get(ck, 0)
+        if have >= cap:
+            self.dropped_total += 1
+            return False
+        self._per_service[ck] = have + 1
+        return True
+
+    def _evict_rows(self, rows: Iterable[int]) -> None:
+        t = self._table
+        for row in rows:
+            key = t.keys[row]
+            if key is None:
+                continue
+            if key[0] in (K_OPERATION, K_SIGNATURE):
+                ck = (key[0], key[1])
+                left = self._per_service.get(ck, 1) - 1
+                if left > 0:
+                    self._per_service[ck] = left
+                else:
+                    self._per_service.pop(ck, None)
+            t.remove(row)
+            self.evicted_total += 1
+
+    def _make_room(self, want: int, index: int) -> None:
+        t = self._table
+        over = len(t) + want - self.config.max_series
+        if over <= 0:
+            return
+        over = max(over, self.config.max_series // 100)
+        hi = t.hi
+        used = t.used[:hi]
+        calm = used & (t.cols["hold"][:hi] >= HOLD_WINDOWS)
+        candidates = np.flatnonzero(calm)
+        if len(candidates) < over:  # everything is in an episode: evict the stalest anyway
+            candidates = np.flatnonzero(used)
+        last = t.cols["last_seen"][candidates]
+        take = min(over, len(candidates))
+        victims = candidates[np.argpartition(last, take - 1)[:take]] if take else []
+        self._evict_rows(int(r) for r in victims)
+
+    def _expire(self, index: int) -> None:
+        t = self._table
+        ttl_w = self.config.series_ttl / self.context.window_seconds
+        hi = t.hi
+        old = t.used[:hi] & (t.cols["last_seen"][:hi] < index - ttl_w) & (t.cols["hold"][:hi] >= HOLD_WINDOWS)
+        self._evict_rows(int(r) for r in np.flatnonzero(old))
+
+    def _create(self, keys: list[tuple], index: int) -> None:
+        t = self._table
+        keys = [key for key in keys if self._cap_ok(key)]
+        if not keys:
+            return
+        self._make_room(len(keys), index)
+        # parents (service log series) first, so signature rows can inherit from them
+        keys.sort(key=lambda kk: kk[0] == K_SIGNATURE)
+        cols = t.cols
+        for key in keys:
+            if key in t.index:
+                continue
+            row = t.add(key)
+            cols["kind"][row] = key[0]
+            cols["born"][row] = index
+            cols["last_seen"][row] = index
+            self._apply_params(row, key[1])
+            if key[0] == K_SIGNATURE:
+                parent = t.index.get((K_LOG, key[1], ""))
+                if parent is not None and parent != row:
+                    # the signature was absent from every learned record of the service
+                    cols["born"][row] = cols["born"][parent]
+                    cols["b"][row] = cols["a"][parent] + cols["b"][parent]
+                    cols["cum_n"][row] = cols["cum_n"][parent]
+
+    # -- window close --------------------------------------------------------------------------
+    def close_window(self, window: Window) -> list[Candidate]:
+        """Run the tests for every series on ``window`` and return candidates (see module doc)."""
+        index = window.index
+        acc = self._open.pop(index, None) or _WindowAcc()
+        for older in [i for i in self._open if i < index]:  # a window the pipeline skipped
+            acc.merge(self._open.pop(older))
+        t = self._table
+
+        # 1. counts of this window per series key (signature rows take the service's log count as n)
+        n_by_key = acc.n
+        k_by_key = acc.k
+        for key in k_by_key:
+            if key[0] == K_SIGNATURE and key not in n_by_key:
+                n_by_key[key] = 0
+        new = [key for key in n_by_key if key not in t.index]
+        if new:
+            self._create(new, index)
+        if index % 60 == 0:
+            self._expire(index)
+        hi = t.hi
+        cols = t.cols
+        n = np.zeros(hi)
+        k = np.zeros(hi)
+        rows_list = []
+        n_list = []
+        k_list = []
+        tindex = t.index
+        for key, cnt in n_by_key.items():
+            row = tindex.get(key)
+            if row is None:
+                continue
+            if key[0] == K_SIGNATURE:
+                cnt = n_by_key.get((K_LOG, key[1], ""), 0)
+            rows_list.append(row)
+            n_list.append(cnt)
+            k_list.append(k_by_key.get(key, 0))
+        if rows_list:
+            rows_arr = np.array(rows_list, dtype=np.int64)
+            n[rows_arr] = n_list
+            k[rows_arr] = k_list
+        # untouched signature rows still see their service's log volume (with 0 errors of that kind)
+        if self.config.log_signatures:
+            sig_rows = np.flatnonzero(t.used[:hi] & (cols["kind"][:hi] == K_SIGNATURE) & (n == 0))
+            for row in sig_rows:
+                key = t.keys[row]
+                n[row] = n_by_key.get((K_LOG, key[1], ""), 0)
+
+        # 2. ring of recent windows
+        ring = t.ring
+        gap = ring if self._last_index is None else max(1, min(ring, index - self._last_index))
+        for g in range(gap):
+            slot = (index - g) % ring
+            t.ring_n[:hi, slot] = 0
+            t.ring_k[:hi, slot] = 0
+        slot = index % ring
+        t.ring_n[:hi, slot] = n
+        t.ring_k[:hi, slot] = k
+        self._last_index = index
+
+        candidates = self._evaluate(index, window, n, k, acc)
+        return candidates
+
+    def _evaluate(self, index: int, window: Window, n: np.ndarray, k: np.ndarray, acc: _WindowAcc) -> list[Candidate]:
+        t = self._table
+        hi = t.hi
+        if hi == 0:
+            return []
+        c = {name: arr[:hi] for name, arr in t.cols.items()}
+        used = t.used[:hi]
+        kind = c["kind"]
+        n_series = max(len(t), 1)
+        wsec = self.context.window_seconds
+
+        # population prior per kind: request-weighted learned ratio (mean, capped per row) and an
+        # empirical-Bayes weight from the spread of the series' ratios (method of moments, binomial
+        # noise removed), never above prior_weight
+        learned = c["a"] + c["b"]
+        for code in (K_SERVICE, K_EDGE, K_OPERATION, K_LOG):
+            m = used & (kind == code) & (learned > 0)
+            tot = learned[m].sum()
+            mu = c["a"][m].sum() / tot if tot > 0 else math.nan
+            self._population[code] = mu
+            self._kappa[code] = math.inf
+            big = m & (learned >= EB_MIN_REQUESTS)
+            if tot > 0 and np.count_nonzero(big) >= EB_MIN_SERIES and 0.0 < mu < 1.0:
+                r = c["a"][big] / learned[big]
+                noise = mu * (1.0 - mu) * float(np.mean(1.0 / learned[big]))
+                var = max(float(np.var(r)) - noise, 1e-12)
+                self._kappa[code] = max(EB_MIN_WEIGHT, mu * (1.0 - mu) / var - 1.0)
+        pop = self._population[kind]
+        pop = np.where(np.isnan(pop), c["floor"], pop)
+        pi = np.clip(pop, c["floor"], c["prior_max"])
+        pi = np.where(kind == K_SIGNATURE, c["floor"], pi)
+        prior_w = np.minimum(c["prior_w"], self._kappa[kind])
+        den = learned + prior_w
+        p0 = np.where(den > 0, (c["a"] + prior_w * pi) / np.maximum(den, 1e-12), pi)
+        p0 = np.maximum(c["floor"], p0)
+        p0 = np.minimum(p0, 0.99)
+        p1 = cusum_alternative(p0, c["c_ratio"], c["c_delta"])
+        h = cusum_threshold(c["budget"], n_series, wsec, c["h_min"])
+        alpha = np.where(np.isnan(c["alpha_fixed"]), alpha_for_budget(c["budget"], n_series, wsec), c["alpha_fixed"])
+
+        has = n > 0
+        c["last_seen"][:] = np.where(has, index, c["last_seen"])
+        c["cum_n"][:] += n
+        c["cum_k"][:] += k
+        age = index - c["born"] + 1
+        armed = used & (age >= c["warmup_w"]) & (learned >= c["warmup_req"]) & (learned > 0)
+
+        # CUSUM and its segment
+        s_old = c["s"]
+        s_new = np.where(armed, cusum_step(s_old, k, n, p0, p1), 0.0)
+        cont = (s_new > 0) & (s_old > 0)
+        run_n = np.where(s_new > 0, np.where(cont, c["run_n"] + n, n), 0.0)
+        run_k = np.where(s_new > 0, np.where(cont, c["run_k"] + k, k), 0.0)
+        clean = np.where(k == 0, c["clean"] + n, 0.0)
+        seg_ratio = np.where(run_n > 0, run_k / np.maximum(run_n, 1), p1)
+        seg_ratio = np.clip(np.maximum(seg_ratio, p1), 1e-9, 0.999)
+        need_clean = np.log(0.01) / np.log1p(-seg_ratio)
+        _, hi2 = wilson_bounds(k, n, 2.0)
+        recovered = has & (s_new > 0) & ((clean >= need_clean) | (hi2 < (p0 + p1) / 2.0))
+        s_new = np.where(recovered, 0.0, s_new)
+        run_n = np.where(recovered, 0.0, run_n)
+        run_k = np.where(recovered, 0.0, run_k)
+        s_new = np.minimum(s_new, 2.0 * h)  # bounded memory of an incident: recovery in bounded time
+
+        # aggregate of the last agg_w windows
+        ring = t.ring
+        order = (index - np.arange(ring)) % ring
+        cum_ring_n = np.cumsum(t.ring_n[:hi][:, order], axis=1)
+        cum_ring_k = np.cumsum(t.ring_k[:hi][:, order], axis=1)
+        aw = np.clip(c["agg_w"].astype(np.int64), 1, ring) - 1
+        agg_n = cum_ring_n[np.arange(hi), aw].astype(np.float64)
+        agg_k = cum_ring_k[np.arange(hi), aw].astype(np.float64)
+
+        def floors(kk: np.ndarray, nn: np.ndarray) -> np.ndarray:
+            r = kk / np.maximum(nn, 1.0)
+            return (kk >= c["min_err"]) & (r >= c["min_ratio"] * p0) & (r >= p0 + c["min_inc"])
+
+        idle_w = max(float(ring), 300.0 / wsec)
+        fresh = (index - c["last_seen"]) <= idle_w
+        # a window with traffic supports the multi-window evidence only if it looks elevated itself
+        # (closer to p1 than to p0), so an alert does not outlive the incident by the aggregate's span
+        mid = (p0 + p1) / 2.0
+        elevated = k >= mid * n
+        f_win = armed & has & floors(k, n)
+        f_agg = armed & has & (k > 0) & elevated & floors(agg_k, agg_n)
+        f_run = armed & fresh & (s_new > 0) & (~has | elevated) & floors(run_k, run_n)
+        p_win = np.ones(hi)
+        p_agg = np.ones(hi)
+        p_run = np.ones(hi)
+        for mask, out, kk, nn in ((f_win, p_win, k, n), (f_agg, p_agg, agg_k, agg_n), (f_run, p_run, run_k, run_n)):
+            idx = np.flatnonzero(mask)
+            if idx.size:
+                out[idx] = binom_tail(kk[idx], nn[idx], p0[idx])
+        p_min = np.minimum(np.minimum(p_win, p_agg), p_run)
+        fired_p = p_min < alpha
+        fired_c = f_run & (s_new > h)
+
+        # ADWIN on per-window ratios (Python loop over rows with enough requests only)
+        adwin_rows = np.flatnonzero(used & (c["adwin_on"] > 0) & (n >= c["adwin_min"]) & (n > 0))
+        if adwin_rows.size:
+            adwins = t.adwins
+            ratios = k[adwin_rows] / n[adwin_rows]
+            until = c["adwin_until"]
+            for row, r in zip(adwin_rows.tolist(), ratios.tolist()):
+                ad = adwins[row]
+                if ad is None:
+                    ad = adwins[row] = ADWIN(delta=float(c["adwin_delta"][row]))
+                ad.update(r)
+                if ad.drift_detected and ad.estimation > p0[row]:
+                    until[row] = index + int(c["agg_w"][row])
+        adwin_up = c["adwin_until"] >= index
+        fired_a = f_run & adwin_up & (s_new > h / 2.0)
+
+        # warm-up: failing from birth
+        lo_cum, _ = wilson_bounds(c["cum_k"], c["cum_n"], 3.0)
+        born_failing = used & ~armed & (c["cum_k"] >= c["min_err"]) & (lo_cum >= c["new_floor"]) & (agg_k > 0)
+
+        anomalous = (armed & (fired_p | fired_c | fired_a)) | born_failing
+
+        prev_anom = c["hold"] == 0
+        c["since"][:] = np.where(anomalous, np.where(c["since"] < 0, index, c["since"]), np.where(c["hold"] + 1 >= HOLD_WINDOWS, -1, c["since"]))
+        c["hold"][:] = np.where(anomalous, 0, np.minimum(c["hold"] + 1, NO_HOLD))
+
+        # learning, delayed by the ring: the oldest remembered window is learned only when no window
+        # since (itself included) was anomalous and the CUSUM is under half its threshold, so the
+        # first windows of an incident never reach the baseline; after adapt_after of continuous
+        # anomaly the new level is learned anyway.
+        old_slot = (index + 1) % ring
+        ln = t.ring_n[:hi, old_slot].astype(np.float64)
+        lk = t.ring_k[:hi, old_slot].astype(np.float64)
+        episode_age = np.where(c["since"] >= 0, index - c["since"], 0)
+        learn = ((c["hold"] >= ring) & (s_new <= h / 2.0)) | (episode_age >= c["adapt_w"])
+        learn &= used & (ln > 0)
+        decay = np.where(learn, np.power(0.5, ln / c["half_life"]), 1.0)
+        lw = learn.astype(np.float64)
+        c["a"][:] = c["a"] * decay + lw * lk
+        c["b"][:] = c["b"] * decay + lw * (ln - lk)
+
+        c["s"][:] = s_new
+        c["run_n"][:] = run_n
+        c["run_k"][:] = run_k
+        c["clean"][:] = clean
+        c["p0"][:] = p0
+        thr = -np.log10(alpha)
+        with np.errstate(divide="ignore"):
+            score = np.maximum(-np.log10(np.maximum(p_min, 1e-300)), np.where(armed, s_new / h * thr, 0.0))
+        score = np.where(born_failing, np.maximum(score, lo_cum / c["new_floor"] * thr), score)
+        c["score"][:] = np.where(used, np.minimum(score, MAX_SCORE), 0.0)
+
+        # exemplars of this window
+        if acc.ex:
+            tindex = t.index
+            limit = self.config.exemplars
+            for key, ids in acc.ex.items():
+                row = tindex.get(key)
+                if row is None:
+                    continue
+                keep = t.exemplars[row] or []
+                for tid in ids:
+                    h_id = tid.hex()
+                    if h_id in keep:
+                        continue
+                    keep.append(h_id)
+                keep = keep[-limit:] if limit else []
+                t.exemplars[row] = keep
+
+        # candidates: anomalous rows, and one non-anomalous "recovering" candidate after an anomalous window
+        out: list[Candidate] = []
+        rows = np.flatnonzero(used & (anomalous | prev_anom))
+        if rows.size == 0:
+            return out
+        for row in rows.tolist():
+            out.append(
+                self._candidate(
+                    row, window, bool(anomalous[row]), bool(born_failing[row]), c, p0, pi, h, alpha, thr,
+                    n, k, agg_n, agg_k, run_n, run_k, p_win, p_agg, p_run, fired_c, adwin_up, lo_cum,
+                )
+            )
+        return out
+
+    def _candidate(
+        self, row, window, anomalous, born, c, p0, pi, h, alpha, thr,
+        n, k, agg_n, agg_k, run_n, run_k, p_win, p_agg, p_run, fired_c, adwin_up, lo_cum,
+    ) -> Candidate:
+        t = self._table
+        code, service, x = t.keys[row]
+        base = float(p0[row])
+        # the evidence that fired (smallest p-value; the CUSUM segment; or since birth)
+        if born:
+            test, en, ek, pv, windows = "new_series", c["cum_n"][row], c["cum_k"][row], None, int(window.index - c["born"][row] + 1)
+        else:
+            options = [
+                (p_win[row], "window", n[row], k[row], 1),
+                (p_agg[row], "aggregate", agg_n[row], agg_k[row], int(c["agg_w"][row])),
+                (p_run[row], "segment", run_n[row], run_k[row], None),
+            ]
+            pv, test, en, ek, windows = min(options, key=lambda o: o[0])
+            if pv >= 1.0 and fired_c[row]:
+                test, en, ek, pv, windows = "cusum", run_n[row], run_k[row], p_run[row], None
+            if pv >= 1.0 and not anomalous:
+                test, en, ek, windows = "window", n[row], k[row], 1
+        en = int(en)
+        ek = int(ek)
+        ratio = ek / en if en else 0.0
+        lo3 = float(wilson_bounds(np.array([ek]), np.array([en]), 3.0)[0][0])
+        if born:
+            severity = "warning"
+        elif lo3 >= c["crit_ratio"][row] * base or lo3 >= base + c["crit_inc"][row]:
+            severity = "critical"
+        elif lo3 >= 2.0 * base:
+            severity = "warning"
+        else:
+            severity = "info"
+        if windows is None:
+            windows = int(max(1, window.index - c["since"][row] + 1)) if c["since"][row] >= 0 else 1
+        subject: dict[str, Any] = {}
+        peer = ""
+        if code == K_EDGE:
+            peer = x
+            what = f"errors {service}→{peer}"
+        elif code == K_OPERATION:
+            subject = {"operation": x}
+            what = f"errors of {service} {x}"
+        elif code == K_LOG:
+            what = f"error logs of {service}"
+        elif code == K_SIGNATURE:
+            subject = {"signature": x}
+            short = x if len(x) <= 90 else x[:87] + "..."
+            what = f'error "{short}" in {service} logs'
+        else:
+            what = f"errors of {service}"
+        unit = " of records" if code in (K_LOG, K_SIGNATURE) else ""
+        if born:
+            summary = f"new series: {what} failing from the start, {ek:,} of {en:,}{unit} ({fmt_ratio(ratio)})"
+        elif anomalous:
+            summary = f"{what} rose {fmt_ratio(base)} → {fmt_ratio(ratio)}{unit} (n={en:,})"
+        else:
+            summary = f"{what} at {fmt_ratio(ratio)}{unit} (n={en:,}), baseline {fmt_ratio(base)}"
+        observed = {
+            "errors": ek,
+            "requests": en,
+            "ratio": round(ratio, 6),
+            "windows": windows,
+            "test": test,
+            "window_errors": int(k[row]),
+            "window_requests": int(n[row]),
+            "cusum": round(float(c["s"][row]), 3),
+            "cusum_threshold": round(float(h[row]), 3),
+            "adwin_drift": bool(adwin_up[row]),
+            "ratio_lower_bound": round(lo3, 6),
+        }
+        if pv is not None:
+            observed["p_value"] = float(pv)
+        baseline = {
+            "ratio": round(base, 6),
+            "requests_learned": int(round(float(c["a"][row] + c["b"][row]))),
+            "prior_ratio": round(float(pi[row]), 6),
+            "alpha": float(alpha[row]),
+        }
+        return Candidate(
+            detector=self.name,
+            kind=KIND_NAMES[code],
+            service=service,
+            peer=peer,
+            subject=subject,
+            anomalous=anomalous,
+            score=float(c["score"][row]),
+            threshold=float(thr[row]),
+            severity=severity,
+            observed=observed,
+            baseline=baseline,
+            summary=summary,
+            exemplar_trace_ids=list(t.exemplars[row] or []),
+        )
+
+    # -- introspection -------------------------------------------------------------------------
+    def tracked_series(self) -> int:
+        return len(self._table)
+
+    def scores(self) -> Iterable[tuple[str, str, str, float]]:
+        """Latest score per ``(kind, service, peer)`` label set (max over operations/signatures).
+
+        Only series seen in the last 30 windows; one row per label set, so the
+        number of rows is bounded by services x (peers + 3).
+        """
+        t = self._table
+        hi = t.hi
+        if hi == 0 or self._last_index is None:
+            return []
+        cols = t.cols
+        rows = np.flatnonzero(t.used[:hi] & (cols["last_seen"][:hi] >= self._last_index - 30))
+        best: dict[tuple[str, str, str], float] = {}
+        score = cols["score"]
+        for row in rows.tolist():
+            code, service, x = t.keys[row]
+            label = (KIND_NAMES[code], service, x if code == K_EDGE else "")
+            v = float(score[row])
+            if v > best.get(label, -1.0):
+                best[label] = v
+        return [(kd, svc, peer, v) for (kd, svc, peer), v in best.items()]
+
+    def baseline_of(self, kind: str, service: str, peer: str = "", subject: dict | None = None) -> dict | None:
+        """Learned state of one series (for tests and debugging), or None when untracked."""
+        code = {
+            "service_error_rate": K_SERVICE,
+            "edge_error_rate": K_EDGE,
+            "operation_error_rate": K_OPERATION,
+            "log_error_rate": K_LOG,
+        }[kind]
+        x = peer
+        if subject:
+            if "operation" in subject:
+                x = subject["operation"]
+            elif "signature" in subject:
+                code, x = K_SIGNATURE, subject["signature"]
+        row = self._table.index.get((code, service, x))
+        if row is None:
+            return None
+        cols = self._table.cols
+        return {
+            "p0": float(cols["p0"][row]),
+            "learned": float(cols["a"][row] + cols["b"][row]),
+            "errors_learned": float(cols["a"][row]),
+            "cusum": float(cols["s"][row]),
+            "seen": float(cols["cum_n"][row]),
+            "score": float(cols["score"][row]),
+        }
+
+    # -- persistence ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Learned state as plain data + numpy arrays + river ADWIN objects (pickle pins river 0.26.1)."""
+        return {
+            "version": STATE_VERSION,
+            "table": self._table.state_dict(),
+            "open": {i: (dict(a.n), dict(a.k), {kk: list(v) for kk, v in a.ex.items()}) for i, a in self._open.items()},
+            "last_index": self._last_index,
+            "per_service": dict(self._per_service),
+            "evicted_total": self.evicted_total,
+            "dropped_total": self.dropped_total,
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Restore :meth:`state_dict` output; per-row parameters are rebuilt from the current config."""
+        if not state or state.get("version") != STATE_VERSION:
+            return
+        self._table = SeriesTable.from_state(state["table"], ring=self._ring_size(self.config))
+        self._open = {}
+        for i, (n, k, ex) in state.get("open", {}).items():
+            acc = _WindowAcc()
+            acc.n, acc.k, acc.ex = dict(n), dict(k), {kk: list(v) for kk, v in ex.items()}
+            self._open[int(i)] = acc
+        self._last_index = state.get("last_index")
+        self._per_service = dict(state.get("per_service", {}))
+        self.evicted_total = int(state.get("evicted_total", 0))
+        self.dropped_total = int(state.get("dropped_total", 0))
+        self._refresh_all_params()

@@ -1,0 +1,414 @@
+"""error_rate detector: exact decisions on constructed span/log sequences.
+
+Every scenario is deterministic: error positions are fixed or drawn from a
+seeded numpy generator, windows are closed in order by the test itself.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+from detector.detectors.base import Deployments, DetectorContext, IdentityHasher, Window
+from detector.detectors.error_rate.config import ErrorRateConfig
+from detector.detectors.error_rate.cusum import BinomialCUSUM
+from detector.detectors.error_rate.detector import ErrorRateDetector
+from detector.detectors.error_rate.stats import (
+    alpha_for_budget,
+    binom_tail,
+    cusum_step,
+    cusum_threshold,
+    error_signature,
+    fmt_ratio,
+    wilson_bounds,
+)
+from detector.normalise.records import (
+    SPAN_KIND_CLIENT,
+    SPAN_KIND_INTERNAL,
+    SPAN_KIND_SERVER,
+    STATUS_ERROR,
+    STATUS_UNSET,
+    LogRecord,
+    Resource,
+    Scope,
+    SpanRecord,
+)
+
+SCOPE = Scope("test")
+_RES: dict[str, Resource] = {}
+START = 170_000_000  # window index of the first window (10 s windows, ~2023)
+
+
+def res(service: str) -> Resource:
+    r = _RES.get(service)
+    if r is None:
+        r = _RES[service] = Resource(service, "1.0", {"service.name": service}, "")
+    return r
+
+
+def span(service: str, error: bool, kind: int = SPAN_KIND_SERVER, peer: str = "", op: str = "GET /pay", trace: int = 1) -> SpanRecord:
+    return SpanRecord(
+        res(service), SCOPE, trace.to_bytes(16, "big"), b"\x00" * 7 + b"\x01", b"", op, kind, 0.0, 0.0,
+        STATUS_ERROR if error else STATUS_UNSET, "", 500 if error else 200, None, op, error, peer, {},
+    )
+
+
+def log(service: str, severity: int, body: str, trace: int = 0) -> LogRecord:
+    return LogRecord(res(service), SCOPE, 0.0, severity, "", body, {}, trace.to_bytes(16, "big") if trace else b"")
+
+
+def make(config: ErrorRateConfig | None = None, window: float = 10.0) -> ErrorRateDetector:
+    return ErrorRateDetector(config or ErrorRateConfig(), DetectorContext(window, IdentityHasher(b"salt"), Deployments()))
+
+
+class Driver:
+    """Feeds windows in order and keeps the anomalous candidates per window offset."""
+
+    def __init__(self, det: ErrorRateDetector, window: float = 10.0) -> None:
+        self.det = det
+        self.window = window
+        self.index = START
+        self.offset = 0
+
+    def step(self, spans=(), logs=()):
+        w = Window.of(self.index, self.window)
+        if spans:
+            self.det.observe_spans(w, list(spans))
+        if logs:
+            self.det.observe_logs(w, list(logs))
+        out = self.det.close_window(w)
+        self.index += 1
+        self.offset += 1
+        return out
+
+    def service(self, schedule, service: str = "svc", kind: str = "service_error_rate") -> list[int]:
+        """Run ``(requests, errors)`` per window for one service; return offsets (from the call) that fired."""
+        fired = []
+        for i, (n, k) in enumerate(schedule):
+            cands = self.step([span(service, j < k, trace=j + 1) for j in range(n)])
+            if any(c.anomalous and c.kind == kind and c.service == service for c in cands):
+                fired.append(i)
+        return fired
+
+
+def binomial_schedule(rng, windows: int, n: int, p: float):
+    return [(n, int(rng.binomial(n, p))) for _ in range(windows)]
+
+
+# --- statistics -----------------------------------------------------------------------------------
+
+
+def test_wilson_and_tail_values():
+    lo, hi = wilson_bounds(np.array([3, 10, 7, 0]), np.array([10, 10, 7, 0]), 3.0)
+    assert lo[:3].round(4).tolist() == [0.0654, 0.5263, 0.4375]
+    assert (lo[3], hi[3]) == (0.0, 1.0)
+    tail = binom_tail(np.array([0, 1, 10]), np.array([2, 2, 12]), np.array([0.01, 0.01, 0.01]))
+    assert tail[0] == 1.0
+    assert tail[1] == pytest.approx(1 - 0.99**2)
+    assert tail[2] == pytest.approx(66 * 0.01**10 * 0.99**2 + 12 * 0.01**11 * 0.99 + 0.01**12)
+
+
+def test_budget_sets_alpha_and_cusum_threshold():
+    # 1 false alert/day, 1,000 series, 10 s windows, 3 tests per window
+    assert alpha_for_budget(1.0, 1000, 10.0) == pytest.approx(1 / (1000 * 8640 * 3))
+    assert float(cusum_threshold(1.0, 1000, 10.0, 10.0)) == pytest.approx(math.log(8640 * 1000))
+    assert float(cusum_threshold(1.0, 10, 10.0, 20.0)) == 20.0  # h_min wins; series floored at 100
+
+
+def test_signature_masks_identities_and_keeps_the_error():
+    assert error_signature("user bob@x.com id 1234 from 10.0.0.1:443 req 3f2a9c0d1e2f3a4b 'abc' 2.5s") == (
+        "user <email> id <n> from <ip> req <hex> <str> <n>s"
+    )
+    assert error_signature({"message": "timeout after 30s"}) == "timeout after <n>s"
+    assert error_signature(42) == "<int>"
+    assert [fmt_ratio(x) for x in (0.004, 0.23, 0.0005, 0.081)] == ["0.4%", "23%", "0.05%", "8.1%"]
+
+
+def test_cusum_river_detector_matches_vectorised_update():
+    cusum = BinomialCUSUM(p0=0.01, ratio=3.0, min_delta=0.01, h=10.0)
+    assert cusum._get_params() == {"p0": 0.01, "ratio": 3.0, "min_delta": 0.01, "h": 10.0}
+    assert pickle.loads(pickle.dumps(cusum)).p1 == cusum.p1 == pytest.approx(0.03)
+    rng = np.random.default_rng(3)
+    s = np.zeros(1)
+    windows = [(50, int(rng.binomial(50, 0.01 if i < 30 else 0.08))) for i in range(40)]
+    fired_class = fired_vec = None
+    for i, (n, k) in enumerate(windows):
+        cusum.update_counts(k, n)
+        s = cusum_step(s, np.array([k]), np.array([n]), np.array([0.01]), np.array([0.03]))
+        assert cusum.s == pytest.approx(float(s[0]))
+        if cusum.drift_detected:
+            fired_class = i
+        if s[0] > 10.0:
+            fired_vec = i
+            break  # the river detector resets after a detection; the vectorised one keeps S
+    assert fired_class == fired_vec == 33
+    # per-event updates clip at 0 after every request, so their S is never below the per-window one
+    ev = BinomialCUSUM(p0=0.01)
+    win = BinomialCUSUM(p0=0.01)
+    for n, k in windows[:25]:
+        for j in range(n):
+            ev.update(j < k)
+        win.update_counts(k, n)
+        assert ev.s >= win.s - 1e-9
+
+
+def test_cusum_validates_arguments():
+    with pytest.raises(ValueError):
+        BinomialCUSUM(p0=0.0)
+    with pytest.raises(ValueError):
+        BinomialCUSUM(p0=0.01, ratio=1.0)
+
+
+# --- low counts ---------------------------------------------------------------------------------
+
+
+def _one_per_minute(drv: Driver, outcomes) -> list[int]:
+    """One request per minute (every 6th 10 s window); returns request numbers (1-based) that fired."""
+    fired = []
+    for r, err in enumerate(outcomes):
+        for w in range(6):
+            cands = drv.step([span("slow", err, trace=r + 1)] if w == 0 else [])
+            if any(c.anomalous and c.kind == "service_error_rate" for c in cands) and (r + 1) not in fired:
+                fired.append(r + 1)
+    return fired
+
+
+def test_one_error_in_two_requests_never_alerts():
+    drv = Driver(make())
+    assert _one_per_minute(drv, [False] * 60) == []
+    assert _one_per_minute(drv, [True, False] + [False] * 10) == []
+    # a fresh series: its first two requests, one failing
+    fresh = Driver(make())
+    assert _one_per_minute(fresh, [True, False]) == []
+
+
+def test_one_request_per_minute_alerts_when_10_of_next_12_fail():
+    drv = Driver(make())
+    assert _one_per_minute(drv, [False] * 60) == []
+    fired = _one_per_minute(drv, [True, True, True, False, True, True, True, True, True, False, True, True])
+    assert fired[0] == 7  # the 6th error in 7 requests; exact under the default budget
+    cands = [c for c in drv.step() if c.kind == "service_error_rate"]
+    assert cands and cands[0].severity == "critical"
+
+
+# --- high and very low baselines ------------------------------------------------------------------
+
+
+def test_service_at_8_percent_is_normal_and_a_rise_to_25_percent_alerts():
+    rng = np.random.default_rng(7)
+    drv = Driver(make())
+    assert drv.service(binomial_schedule(rng, 600, 100, 0.08)) == []
+    base = drv.det.baseline_of("service_error_rate", "svc")
+    assert 0.07 < base["p0"] < 0.09
+    fired = drv.service(binomial_schedule(rng, 10, 100, 0.25))
+    assert fired == list(range(10))  # the first window of the step (27/100) and every one after
+    cands = [c for c in drv.step([span("svc", j < 25) for j in range(100)]) if c.kind == "service_error_rate"]
+    assert cands[0].severity == "critical"
+    assert cands[0].baseline["ratio"] == pytest.approx(base["p0"], rel=0.05)
+
+
+def test_service_at_005_percent_is_normal_and_a_rise_to_2_percent_alerts_at_once():
+    rng = np.random.default_rng(11)
+    drv = Driver(make())
+    assert drv.service(binomial_schedule(rng, 300, 1000, 0.0005)) == []
+    assert drv.det.baseline_of("service_error_rate", "svc")["p0"] == pytest.approx(0.001)  # rate_floor
+    cands = drv.step([span("svc", j < 20) for j in range(1000)])
+    c = next(c for c in cands if c.kind == "service_error_rate")
+    assert c.anomalous and c.severity == "critical"
+    assert c.observed["errors"] == 20 and c.observed["requests"] == 1000 and c.observed["test"] == "window"
+    assert c.summary == "errors of svc rose 0.1% → 2% (n=1,000)"
+    assert c.score >= c.threshold > 0
+
+
+# --- shapes of change ---------------------------------------------------------------------------
+
+
+def test_ramp_is_caught_and_does_not_drag_the_baseline_up():
+    rng = np.random.default_rng(5)
+    drv = Driver(make())
+    assert drv.service(binomial_schedule(rng, 200, 50, 0.01)) == []
+    ramp = [(50, int(rng.binomial(50, 0.01 + 0.09 * i / 100))) for i in range(100)]
+    fired = drv.service(ramp)
+    assert fired[0] == 26  # true ratio 3.3 % at that point (1 % -> 10 % over 100 windows)
+    assert drv.det.baseline_of("service_error_rate", "svc")["p0"] < 0.0105
+
+
+def test_drops_never_alert():
+    rng = np.random.default_rng(9)
+    drv = Driver(make())
+    assert drv.service(binomial_schedule(rng, 200, 100, 0.10)) == []
+    assert drv.service([(100, 0)] * 100) == []
+    assert drv.service([(0, 0)] * 50) == []
+
+
+def test_step_alerts_at_once_and_recovers_within_three_windows():
+    rng = np.random.default_rng(13)
+    drv = Driver(make())
+    drv.service(binomial_schedule(rng, 200, 100, 0.01))
+    fired = drv.service(binomial_schedule(rng, 30, 100, 0.20) + binomial_schedule(rng, 30, 100, 0.01))
+    assert fired[0] == 0
+    assert fired[-1] <= 32 and len(fired) <= 33
+
+
+def test_daily_volume_cycle_does_not_alert():
+    rng = np.random.default_rng(17)
+    drv = Driver(make(window=120.0), window=120.0)
+    schedule = []
+    for day in range(2):
+        for m in range(720):
+            n = int(5 + 295 * (0.5 + 0.5 * math.sin(2 * math.pi * m / 720)))
+            schedule.append((n, int(rng.binomial(n, 0.02))))
+    assert drv.service(schedule) == []
+    assert drv.det.baseline_of("service_error_rate", "svc")["p0"] == pytest.approx(0.02, rel=0.1)
+
+
+# --- warm-up --------------------------------------------------------------------------------------
+
+
+def test_no_alert_before_a_baseline_exists():
+    drv = Driver(make())
+    # 5 % errors from birth at 100/window: unusual for no one yet, and not "clearly high"
+    rng = np.random.default_rng(19)
+    assert drv.service(binomial_schedule(rng, 40, 100, 0.05)) == []
+
+
+def test_new_series_failing_from_birth_is_a_warning_once_clearly_high():
+    drv = Driver(make())
+    fired = []
+    for i in range(12):
+        cands = drv.step([span("newborn", True)])  # one failing request per window
+        hits = [c for c in cands if c.anomalous and c.kind == "service_error_rate"]
+        if hits:
+            fired.append(i)
+            assert hits[0].severity == "warning"
+            assert hits[0].observed["test"] == "new_series"
+    assert fired[0] == 8  # 9 of 9: lower Wilson bound (z=3) 0.50 >= new_series_floor 0.5
+    lower = Driver(make(ErrorRateConfig(new_series_floor=0.3)))
+    first = next(i for i in range(12) if any(c.anomalous for c in lower.step([span("newborn", True)])))
+    assert first == 4  # 5 of 5 (min_errors) with lower bound 0.36
+
+
+# --- edges, operations, logs ----------------------------------------------------------------------
+
+
+def test_edge_operation_and_log_series_carry_labels_subject_and_exemplars():
+    drv = Driver(make())
+    rng = np.random.default_rng(23)
+    for _ in range(60):
+        k = int(rng.binomial(200, 0.004))
+        spans = [span("checkout", j < k, SPAN_KIND_CLIENT, peer="payment", trace=j + 1) for j in range(200)]
+        spans += [span("checkout", False, op="POST /cart", trace=1) for _ in range(50)]
+        spans += [span("checkout", False, SPAN_KIND_INTERNAL) for _ in range(20)]
+        logs = [log("checkout", 9, "ok")] * 100
+        drv.step(spans, logs)
+    bad = [span("checkout", j < 46, SPAN_KIND_CLIENT, peer="payment", trace=0xABC0 + j) for j in range(200)]
+    bad += [span("checkout", j < 20, op="POST /cart", trace=0xDEF0 + j) for j in range(50)]
+    logs = [log("checkout", 9, "ok")] * 80 + [log("checkout", 17, f"payment declined for order {j}", trace=0x77) for j in range(20)]
+    cands = {(c.kind, c.peer, tuple(sorted(c.subject.items()))): c for c in drv.step(bad, logs) if c.anomalous}
+    edge = cands[("edge_error_rate", "payment", ())]
+    assert edge.service == "checkout" and edge.severity == "critical"
+    assert edge.summary.startswith("errors checkout→payment rose ") and edge.summary.endswith("→ 23% (n=200)")
+    assert edge.exemplar_trace_ids == [(0xABC0 + j).to_bytes(16, "big").hex() for j in range(3)]
+    op = cands[("operation_error_rate", "", (("operation", "POST /cart"),))]
+    assert op.observed["errors"] == 20 and op.observed["requests"] == 50
+    assert ("service_error_rate", "", ()) in cands  # the same 20 server errors
+    logc = cands[("log_error_rate", "", ())]
+    assert logc.observed == {**logc.observed, "errors": 20, "requests": 100}
+    sig = cands[("log_error_rate", "", (("signature", "payment declined for order <n>"),))]
+    assert sig.summary.startswith('error "payment declined for order <n>" in checkout logs rose ')
+    assert sig.exemplar_trace_ids == [(0x77).to_bytes(16, "big").hex()]
+    assert all(c.alert_id for c in cands.values())
+    assert len({c.alert_id for c in cands.values()}) == len(cands)
+    # scores: one row per (kind, service, peer), bounded
+    rows = list(drv.det.scores())
+    labels = {(k, s, p) for k, s, p, _ in rows}
+    assert len(rows) == len(labels) == 4
+    assert ("edge_error_rate", "checkout", "payment") in labels
+
+
+def test_a_new_error_signature_alerts_while_the_total_error_share_is_flat():
+    drv = Driver(make())
+    old = "db timeout after 30s"
+    for i in range(60):
+        drv.step(logs=[log("api", 9, "ok")] * 90 + [log("api", 17, old)] * 10)
+    logs = [log("api", 9, "ok")] * 90 + [log("api", 17, old)] * 4 + [log("api", 17, "No instances available for ts-basic-service")] * 6
+    cands = [c for c in drv.step(logs=logs) if c.anomalous]
+    assert [(c.kind, c.subject) for c in cands] == [("log_error_rate", {"signature": "No instances available for ts-basic-service"})]
+
+
+def test_several_open_windows_are_counted_apart():
+    det = make()
+    w1, w2 = Window.of(START, 10.0), Window.of(START + 1, 10.0)
+    det.observe_spans(w1, [span("a", False)] * 5)
+    det.observe_spans(w2, [span("a", True)] * 3)
+    det.observe_spans(w1, [span("a", True)])
+    det.close_window(w1)
+    assert det.baseline_of("service_error_rate", "a")["seen"] == 6
+    det.close_window(w2)
+    assert det.baseline_of("service_error_rate", "a")["seen"] == 9
+
+
+# --- bounded state, reload, reconfigure -----------------------------------------------------------
+
+
+def test_eviction_caps_series_and_counts_evictions():
+    det = make(ErrorRateConfig(max_series=10, operations=False))
+    drv = Driver(det)
+    for i in range(30):
+        drv.step([span(f"svc-{i}", False)])
+    assert det.tracked_series() == 10
+    assert det.evicted_total == 20
+    assert det.baseline_of("service_error_rate", "svc-29") is not None
+    assert det.baseline_of("service_error_rate", "svc-0") is None
+
+
+def test_ttl_forgets_idle_series():
+    det = make(ErrorRateConfig(series_ttl="10m", operations=False))
+    drv = Driver(det)
+    drv.step([span("gone", False)])
+    for _ in range(130):
+        drv.step([span("stays", False)])
+    assert det.baseline_of("service_error_rate", "gone") is None
+    assert det.evicted_total == 1
+
+
+def test_operation_cap_per_service():
+    det = make(ErrorRateConfig(max_operations_per_service=3))
+    Driver(det).step([span("svc", False, op=f"GET /item/{i}") for i in range(10)])
+    assert det.tracked_series() == 1 + 3
+    assert det.dropped_total == 7
+
+
+def test_checkpoint_reload_keeps_baseline_and_decisions():
+    rng = np.random.default_rng(29)
+    drv = Driver(make())
+    drv.service(binomial_schedule(rng, 100, 100, 0.03))
+    blob = pickle.dumps(drv.det.state_dict())
+    restored = make()
+    restored.load_state(pickle.loads(blob))
+    assert restored.baseline_of("service_error_rate", "svc") == drv.det.baseline_of("service_error_rate", "svc")
+    twin = Driver(restored)
+    twin.index = drv.index
+    tail = binomial_schedule(rng, 5, 100, 0.03) + binomial_schedule(rng, 5, 100, 0.2)
+    assert twin.service(tail) == drv.service(tail) == [5, 6, 7, 8, 9]
+
+
+def test_reconfigure_keeps_baselines_and_overrides_apply_per_service():
+    rng = np.random.default_rng(31)
+    det = make()
+    drv = Driver(det)
+    for _ in range(100):
+        spans = []
+        for svc in ("batch-nightly", "web"):
+            spans += [span(svc, j < int(rng.binomial(100, 0.01))) for j in range(100)]
+        drv.step(spans)
+    before = det.baseline_of("service_error_rate", "web")
+    quiet = ErrorRateConfig.model_validate({"overrides": [{"match": {"service": "batch-*"}, "min_errors": 1000}]})
+    det.reconfigure(quiet)
+    assert det.baseline_of("service_error_rate", "web") == before
+    cands = drv.step([span(svc, j < 30) for svc in ("batch-nightly", "web") for j in range(100)])
+    fired = {c.service for c in cands if c.anomalous and c.kind == "service_error_rate"}
+    assert fired == {"web"}
