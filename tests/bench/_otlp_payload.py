@@ -10,7 +10,7 @@ SERVICES = ["frontend", "checkout", "payment", "cart", "shipping", "currency", "
 ROUTES = ["/api/cart", "/api/checkout", "/api/products/{id}", "/api/users/{id}", "/login", "/healthz"]
 
 
-def build_request(n_spans: int = 1000, n_resources: int = 10, seed: int = 1) -> ExportTraceServiceRequest:
+def build_request(n_spans: int = 1000, n_resources: int = 10, seed: int = 1, t0_ns: int = 1_700_000_000_000_000_000) -> ExportTraceServiceRequest:
     """An ExportTraceServiceRequest of ``n_spans`` spans spread over ``n_resources`` resources.
 
     Spans look like instrumented HTTP/gRPC/DB traffic: 16/8-byte ids, server and
@@ -19,7 +19,7 @@ def build_request(n_spans: int = 1000, n_resources: int = 10, seed: int = 1) -> 
     rnd = random.Random(seed)
     req = ExportTraceServiceRequest()
     per = n_spans // n_resources
-    t0 = 1_700_000_000_000_000_000
+    t0 = t0_ns
     for r in range(n_resources):
         svc = SERVICES[r % len(SERVICES)]
         rs = req.resource_spans.add()
