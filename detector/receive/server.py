@@ -12,13 +12,19 @@ Status codes (OTLP spec "OTLP/gRPC Response", the project contract):
 ==========================  ==========================================================
 OK                          accepted; ``partial_success`` (rejected count + message)
                             only when some spans / log records were unusable
-INVALID_ARGUMENT            body is not a protobuf request of the service (not retryable)
+INVALID_ARGUMENT            body is not a protobuf request of the service (not retryable);
+                            also for a request that crashes normalisation (a bug: logged
+                            with its traceback at most once a minute, counted as
+                            ``internal_error``; retrying would not help)
 RESOURCE_EXHAUSTED          analysis queue full; carries ``google.rpc.RetryInfo``
                             (``receiver.grpc.retry_delay``) so the Collector retries
-UNAVAILABLE                 shutting down (``set_accepting(False)`` / sink not accepting)
+UNAVAILABLE                 shutting down (``set_accepting(False)`` / sink not accepting),
+                            or the sink raised (logged, counted as ``internal_error``)
 UNAUTHENTICATED             auth configured and ``authorization: Bearer`` missing/wrong
-UNIMPLEMENTED               grpc core itself, for a ``grpc-encoding`` it cannot decode
-                            (zstd, snappy): only gzip, deflate and identity work
+INTERNAL ("Error parsing   grpc core itself (grpcio 1.85, measured), for a ``grpc-encoding``
+'grpc-encoding' metadata")  it cannot decode (zstd, snappy) — gRPC specifies UNIMPLEMENTED but
+                            grpcio rejects the header while parsing it, before any Python
+                            code runs. Configure the sender with ``compression: gzip`` or none
 RESOURCE_EXHAUSTED (no      grpc core itself, for a message larger than
 RetryInfo)                  ``max_recv_msg_size_mib`` after decompression: the
                             Collector does not retry it
@@ -30,7 +36,8 @@ with RESOURCE_EXHAUSTED and re-sent is counted once);
 ``rejected_items{signal,reason}`` counts items refused: ``invalid_trace_id``,
 ``invalid_span_id`` (items), ``queue_full``, ``shutting_down`` (items of the
 refused request), ``undecodable``, ``unauthenticated`` (one per *request*: the
-body is not decoded so its items are unknown). ``utf8_repaired_requests{signal}``
+body is not decoded so its items are unknown), ``internal_error`` (a bug; per
+request when normalising failed, items when the sink raised). ``utf8_repaired_requests{signal}``
 counts salvaged requests. Oversized and unsupported-encoding requests are
 refused by grpc core before the handler and are not counted.
 """
@@ -127,6 +134,7 @@ class Receiver:
         self._server: grpc.Server | None = None
         self._port: int | None = None
         self._lock = threading.Lock()
+        self._last_error_log = -1e9
         self._retry_status = retry_info_status(
             "analysis queue is full; retry after the RetryInfo delay", grpc_cfg.retry_delay
         )
@@ -135,7 +143,7 @@ class Receiver:
         for signal in ("spans", "log_records", "data_points"):
             self._counters[signal] = (
                 m.received.labels(signal=signal),
-                {r: m.rejected.labels(signal=signal, reason=r) for r in ("queue_full", "shutting_down", "undecodable", "unauthenticated")},
+                {r: m.rejected.labels(signal=signal, reason=r) for r in ("queue_full", "shutting_down", "undecodable", "unauthenticated", "internal_error")},
                 m.utf8_repaired.labels(signal=signal),
             )
         check_protobuf_backend()
@@ -243,6 +251,13 @@ class Receiver:
 
         return _Generic()
 
+    def _internal_error(self, what: str) -> None:
+        """Log an unexpected exception with its traceback, at most once a minute."""
+        now = time.monotonic()
+        if now - self._last_error_log >= 60.0:
+            self._last_error_log = now
+            log.exception("OTLP receiver: %s (further errors suppressed for 60 s)", what)
+
     def _authenticated(self, context: grpc.ServicerContext) -> bool:
         expected = self._expected_auth
         if expected is None:
@@ -276,10 +291,20 @@ class Receiver:
             except UndecodableRequest as exc:
                 refused["undecodable"].inc()
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except Exception as exc:  # a normalisation bug must not kill the call with UNKNOWN
+                self._internal_error("normalising a %s request failed" % signal)
+                refused["internal_error"].inc()
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request could not be normalised ({type(exc).__name__})")
             items = res.data_points if is_metrics else len(res.spans) + len(res.logs)
             if items:
                 batch = Batch(res.spans, res.logs, res.data_points, time.time())
-                if not sink.submit(batch):
+                try:
+                    ok = sink.submit(batch)
+                except Exception:
+                    self._internal_error("the analysis queue raised on submit")
+                    refused["internal_error"].inc(items)
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "internal error while enqueueing; retry later")
+                if not ok:
                     if not (self._accepting and sink.accepting):
                         refused["shutting_down"].inc(items)
                         context.abort(grpc.StatusCode.UNAVAILABLE, "receiver is shutting down")

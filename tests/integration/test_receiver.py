@@ -452,3 +452,31 @@ def test_otel_sdk_exporters_gzip(tmp_path):
         assert x.received() == 2 and x.received("log_records") == 1
     finally:
         x.close()
+
+
+def test_internal_errors_are_not_unknown(monkeypatch):
+    import detector.receive.server as server_mod
+
+    def broken(data):
+        raise TypeError("bug")
+
+    monkeypatch.setattr(server_mod, "decode_logs", broken)
+    x = Harness()
+    try:
+        with pytest.raises(grpc.RpcError) as err:  # a normalisation bug: permanent, not UNKNOWN
+            x.call(LOGS_METHOD, log_request({}).SerializeToString())
+        assert code_of(err) == grpc.StatusCode.INVALID_ARGUMENT and "TypeError" in err.value.details()
+        assert x.rejected("internal_error", "log_records") == 1
+
+        def raising_submit(batch):
+            raise RuntimeError("queue bug")
+
+        x.sink.submit = raising_submit
+        with pytest.raises(grpc.RpcError) as err:  # the sink raised: retryable
+            x.traces(trace_request({}, {}, resource=SVC))
+        assert code_of(err) == grpc.StatusCode.UNAVAILABLE
+        assert x.rejected("internal_error") == 2
+        del x.sink.submit
+        x.assert_still_serving()
+    finally:
+        x.close()
