@@ -101,15 +101,20 @@ def feature_schema(components: Mapping[str, Any]) -> str:
 
     ``components`` maps a state key (``"error_rate"``, ``"alerts"`` …) to the
     object whose ``state_dict()`` is saved under it. Each may declare a class
-    attribute ``STATE_VERSION`` (int, default 1) that its owner bumps whenever
-    the layout of its ``state_dict()`` changes incompatibly. Returns e.g.
+    attribute ``STATE_VERSION`` (int; else its module's ``STATE_VERSION``;
+    default 1) that its owner bumps whenever the layout of its
+    ``state_dict()`` changes incompatibly. Returns e.g.
     ``"alerts=1;auth=2;error_rate=1"`` (sorted, so order does not matter).
     A plain ``int`` value is taken as the version itself.
     """
     parts = []
     for name in sorted(components):
         obj = components[name]
-        version = obj if isinstance(obj, int) else getattr(obj, "STATE_VERSION", 1)
+        if isinstance(obj, int):
+            version = obj
+        else:
+            module = sys.modules.get(type(obj).__module__)
+            version = getattr(obj, "STATE_VERSION", getattr(module, "STATE_VERSION", 1))
         parts.append(f"{name}={version}")
     return ";".join(parts)
 
