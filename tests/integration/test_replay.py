@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 
@@ -18,8 +19,13 @@ from tests.support.serve import REPO
 STABLE = ("id", "state", "detector", "kind", "severity", "service", "peer", "subject", "started_at", "resolved_at", "observed", "summary", "related", "exemplar_trace_ids")
 
 
+# The spine is tested with the static-threshold placeholder (no warm-up), whatever the registry says.
+PLACEHOLDER = {"OTEL_ANOMALY_DETECTOR_CLASSES": "error_rate=detector.detectors.placeholder:PlaceholderErrorRateDetector"}
+
+
 def replay(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "detector", "replay", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, **PLACEHOLDER}
+    return subprocess.run([sys.executable, "-m", "detector", "replay", *args], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_committed_file_matches_its_generator():
@@ -61,7 +67,7 @@ def test_replay_exit_2_on_invalid_config(tmp_path):
 
 
 def test_live_serve_gives_the_same_transitions_as_replay(serve):
-    sp = serve({"state": {"directory": None}})
+    sp = serve({"state": {"directory": None}}, env=PLACEHOLDER)
     channel = grpc.insecure_channel(sp.grpc_target)
     try:
         for signal, msg in iter_requests(SMALL):

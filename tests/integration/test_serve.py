@@ -11,10 +11,12 @@ import threading
 from tests.support.otlp import export_spans, make_spans, send_logs, span_exporter
 
 FAST = {"pipeline": {"window": "1s", "allowed_lateness": "0s"}, "alerts": {"resolve_after": 30}}
+# The spine is tested with the static-threshold placeholder (no warm-up), whatever the registry says.
+PLACEHOLDER = {"OTEL_ANOMALY_DETECTOR_CLASSES": "error_rate=detector.detectors.placeholder:PlaceholderErrorRateDetector"}
 
 
 def test_sdk_spans_and_logs_are_counted_exactly_and_an_error_burst_alerts(serve):
-    sp = serve(FAST)
+    sp = serve(FAST, env=PLACEHOLDER)
     status, body = sp.get("/readyz")
     assert (status, body.strip()) == (200, "ready")
     assert sp.get("/healthz")[0] == 200
