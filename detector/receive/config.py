@@ -34,8 +34,9 @@ class AuthConfig(StrictModel):
 
 
 class GrpcConfig(StrictModel):
-    """The OTLP/gRPC endpoint. Compression: gzip or none (identity); zstd/snappy are refused
-    by grpcio with INTERNAL "Error parsing 'grpc-encoding' metadata"."""
+    """The OTLP/gRPC endpoint. Compression: gzip or none (identity)."""
+
+    # zstd/snappy are refused by grpcio itself with INTERNAL "Error parsing 'grpc-encoding' metadata".
 
     endpoint: str = Field("0.0.0.0:4317", description="host:port to listen on")
     max_recv_msg_size_mib: float = Field(16, gt=0, description="largest accepted request, MiB, after decompression")
