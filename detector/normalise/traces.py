@@ -30,7 +30,10 @@ pre-1.21 "old" HTTP/net names and the stable ones):
   UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS on
   server spans.
 - **peer** (the other service of an edge): client/producer spans: the first of
-  ``peer.service``, ``server.address``, ``net.peer.name``, ``rpc.service``,
+  ``peer.service``, ``server.address``, ``net.peer.name`` (skipped when it is an
+  IP address: the peer becomes a Prometheus label value, and the contract
+  forbids IP addresses there), ``rpc.service``,
+  ``messaging.destination.template`` (low-cardinality form),
   ``messaging.destination.name``, ``messaging.destination``, ``db.system.name``,
   ``db.system``. Server/consumer spans: the service of the parent span when the
   parent is in the same request (whatever its service). Otherwise ``""``.
@@ -42,6 +45,8 @@ pre-1.21 "old" HTTP/net names and the stable ones):
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -88,6 +93,23 @@ def _to_int(value) -> int | None:
     if t is float and value.is_integer():
         return int(value)
     return None
+
+
+_IP_START = frozenset("0123456789:[")
+
+
+def _is_ip(value: str) -> bool:
+    """True for an IPv4/IPv6 literal, optionally with brackets and/or a port ("10.0.0.5:8080", "[::1]:443")."""
+    v = value.strip()
+    if v.startswith("["):
+        v = v[1 : v.find("]")] if "]" in v else v[1:]
+    elif v.count(":") == 1:
+        v = v.split(":", 1)[0]
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        return False
+    return True
 
 
 def _text(value) -> str | None:
@@ -218,16 +240,20 @@ def normalise_traces(msg) -> DecodeResult:
                 # --- peer
                 peer = ""
                 if kind == _CLIENT or kind == _PRODUCER:
-                    p = (
-                        g("peer.service")
-                        or g("server.address")
-                        or g("net.peer.name")
-                        or rpc_service
-                        or g("messaging.destination.name")
-                        or g("messaging.destination")
-                        or g("db.system.name")
-                        or g("db.system")
-                    )
+                    p = g("peer.service")
+                    if not p:
+                        p = g("server.address") or g("net.peer.name")
+                        if p and type(p) is str and p[0] in _IP_START and _is_ip(p):
+                            p = None  # never an IP address as the peer (a label value)
+                        if not p:
+                            p = (
+                                rpc_service
+                                or g("messaging.destination.template")
+                                or g("messaging.destination.name")
+                                or g("messaging.destination")
+                                or g("db.system.name")
+                                or g("db.system")
+                            )
                     if p:
                         peer = p if type(p) is str else (_text(p) or "")
 

@@ -294,6 +294,12 @@ def test_grpc_status_name_is_numbered():
         (CLIENT, {"db.system": "postgresql"}, "postgresql"),
         (CLIENT, {"db.system.name": "redis"}, "redis"),
         (CLIENT, {}, ""),
+        (CLIENT, {"server.address": "10.0.0.5"}, ""),  # never an IP address as peer
+        (CLIENT, {"server.address": "10.0.0.5", "rpc.service": "shop.Payment"}, "shop.Payment"),
+        (CLIENT, {"net.peer.name": "[2001:db8::1]:443", "db.system": "mysql"}, "mysql"),
+        (CLIENT, {"server.address": "10.0.0.5:8080"}, ""),
+        (CLIENT, {"server.address": "1password.example"}, "1password.example"),
+        (PRODUCER, {"messaging.destination.template": "orders-{id}", "messaging.destination.name": "orders-123"}, "orders-{id}"),
         (SERVER, {"peer.service": "ignored", "server.address": "me"}, ""),  # server: only the parent's service
         (INTERNAL, {"peer.service": "x"}, ""),
     ],
