@@ -80,6 +80,7 @@ least-recently-seen eviction and a TTL, counted in ``evicted_total``.
 from __future__ import annotations
 
 import math
+from itertools import repeat
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -413,44 +414,40 @@ class ErrorRateDetector(Detector):
             acc.merge(self._open.pop(older))
         t = self._table
 
-        # 1. counts of this window per series key (signature rows take the service's log count as n)
+        # 1. counts of this window per series key (map over builtin dict methods: no per-key bytecode)
         n_by_key = acc.n
         k_by_key = acc.k
-        for key in k_by_key:
-            if key[0] == K_SIGNATURE and key not in n_by_key:
-                n_by_key[key] = 0
-        new = [key for key in n_by_key if key not in t.index]
+        tindex = t.index
+        n_keys = list(n_by_key)
+        rows_l = list(map(tindex.get, n_keys, repeat(-1)))
+        new = [key for key, row in zip(n_keys, rows_l) if row < 0]
+        new += [key for key in k_by_key if key[0] == K_SIGNATURE and key not in tindex]
         if new:
             self._create(new, index)
+            rows_l = list(map(tindex.get, n_keys, repeat(-1)))
         if index % 60 == 0:
             self._expire(index)
+            rows_l = list(map(tindex.get, n_keys, repeat(-1)))
         hi = t.hi
         cols = t.cols
         n = np.zeros(hi)
         k = np.zeros(hi)
-        rows_list = []
-        n_list = []
-        k_list = []
-        tindex = t.index
-        for key, cnt in n_by_key.items():
-            row = tindex.get(key)
-            if row is None:
-                continue
-            if key[0] == K_SIGNATURE:
-                cnt = n_by_key.get((K_LOG, key[1], ""), 0)
-            rows_list.append(row)
-            n_list.append(cnt)
-            k_list.append(k_by_key.get(key, 0))
-        if rows_list:
-            rows_arr = np.array(rows_list, dtype=np.int64)
-            n[rows_arr] = n_list
-            k[rows_arr] = k_list
-        # untouched signature rows still see their service's log volume (with 0 errors of that kind)
-        if self.config.log_signatures:
-            sig_rows = np.flatnonzero(t.used[:hi] & (cols["kind"][:hi] == K_SIGNATURE) & (n == 0))
-            for row in sig_rows:
-                key = t.keys[row]
-                n[row] = n_by_key.get((K_LOG, key[1], ""), 0)
+        if n_keys:
+            rows = np.array(rows_l, dtype=np.int64)
+            nv = np.array(list(n_by_key.values()), dtype=np.float64)
+            kv = np.array(list(map(k_by_key.get, n_keys, repeat(0))), dtype=np.float64)
+            ok = rows >= 0
+            n[rows[ok]] = nv[ok]
+            k[rows[ok]] = kv[ok]
+        # signature rows: errors of that signature out of all the service's log records in the window
+        sig_rows = np.flatnonzero(t.used[:hi] & (cols["kind"][:hi] == K_SIGNATURE))
+        if sig_rows.size:
+            keys = t.keys
+            sig_keys = [keys[r] for r in sig_rows.tolist()]
+            n_get = n_by_key.get
+            k_get = k_by_key.get
+            n[sig_rows] = [n_get((K_LOG, key[1], ""), 0) for key in sig_keys]
+            k[sig_rows] = [k_get(key, 0) for key in sig_keys]
 
         # 2. ring of recent windows
         ring = t.ring
@@ -533,12 +530,15 @@ class ErrorRateDetector(Detector):
 
         # aggregate of the last agg_w windows
         ring = t.ring
-        order = (index - np.arange(ring)) % ring
-        cum_ring_n = np.cumsum(t.ring_n[:hi][:, order], axis=1)
-        cum_ring_k = np.cumsum(t.ring_k[:hi][:, order], axis=1)
-        aw = np.clip(c["agg_w"].astype(np.int64), 1, ring) - 1
-        agg_n = cum_ring_n[np.arange(hi), aw].astype(np.float64)
-        agg_k = cum_ring_k[np.arange(hi), aw].astype(np.float64)
+        aw = np.clip(c["agg_w"].astype(np.int64), 1, ring)
+        if aw.size and np.all(aw == aw[0]):  # one aggregate length for every series: sum its slots
+            slots = (index - np.arange(int(aw[0]))) % ring
+            agg_n = t.ring_n[:hi][:, slots].sum(axis=1).astype(np.float64)
+            agg_k = t.ring_k[:hi][:, slots].sum(axis=1).astype(np.float64)
+        else:  # per-service overrides of aggregate_windows
+            order = (index - np.arange(ring)) % ring
+            agg_n = np.cumsum(t.ring_n[:hi][:, order], axis=1)[np.arange(hi), aw - 1].astype(np.float64)
+            agg_k = np.cumsum(t.ring_k[:hi][:, order], axis=1)[np.arange(hi), aw - 1].astype(np.float64)
 
         def floors(kk: np.ndarray, nn: np.ndarray) -> np.ndarray:
             r = kk / np.maximum(nn, 1.0)
