@@ -64,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "live":
         from detector.sim.live import send_live
 
+        if args.shift_to_now:
+            scen.start = float(int((time.time() - scen.duration) // 10 * 10))
         sim = scen.simulator(rate_scale=args.rate_scale)
-        stats = send_live(sim, args.endpoint, speed=args.speed, use_sdk=args.sdk, shift_to_now=args.shift_to_now)
+        stats = send_live(sim, args.endpoint, speed=args.speed, use_sdk=args.sdk)
         print(json.dumps(stats))
         return 0
     return 2

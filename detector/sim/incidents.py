@@ -186,6 +186,9 @@ class ErrorRate(Incident):
         for c in sorted(cascade):
             self.label("error_rate", "service_error_rate", c, optional=True, note="cascade to a caller")
         self.label("error_rate", "log_error_rate", self.service, optional=True, note="error logs of the failing service")
+        for svc in sorted({self.service} | ({self.caller} if self.caller else callers_of(self.service))):
+            self.label("schema_drift", "value_distribution_shift", svc, optional=True,
+                       note="new status-code values (e.g. 503) are a real value shift caused by the errors")
 
 
 # ------------------------------------------------------------- schema drift
@@ -370,6 +373,9 @@ class _Attack(Incident):
         self.label("auth", self.kind, "gateway", optional=True, note="the gateway sees the same logins")
         self.label("error_rate", "edge_error_rate", "gateway", "auth", optional=True, note="401s on gateway client spans")
         self.label("error_rate", "log_error_rate", "auth", optional=True)
+        for svc in ("auth", "gateway"):
+            self.label("schema_drift", "value_distribution_shift", svc, optional=True,
+                       note="attack tools bring never-seen user agents and status-code shares")
 
 
 class BruteForce(_Attack):

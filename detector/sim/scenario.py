@@ -76,12 +76,28 @@ class Scenario:
             quick=bool(d.get("quick", False)),
         )
 
-    def simulator(self, rate_scale: float | None = None, duration: float | None = None, logs: bool = True) -> Simulator:
-        """A fresh simulator for this scenario (its labels in ``sim.labels``)."""
+    def first_onset(self) -> float | None:
+        """Event time (s) of the earliest incident, or None for a quiet scenario."""
+        starts = [inc.build(s, self.start).start for s in self.incidents if s.get("type") != "deploy"]
+        return min(starts) if starts else None
+
+    def simulator(self, rate_scale: float | None = None, duration: float | None = None, logs: bool = True,
+                  warmup: float | None = None) -> Simulator:
+        """A fresh simulator for this scenario (its labels in ``sim.labels``).
+
+        ``warmup`` (seconds) shortens the normal traffic before the first incident
+        (the simulation then starts at ``onset - warmup``; incident times are unchanged).
+        ``duration`` overrides the length counted from the scenario's start.
+        """
         incs = [inc.build(s, self.start) for s in self.incidents]
+        begin = self.start
+        onset = self.first_onset()
+        if warmup is not None and onset is not None and onset - warmup > self.start:
+            begin = onset - warmup
+        end = self.start + (self.duration if duration is None else duration)
         sim = Simulator(
-            self.start,
-            self.duration if duration is None else duration,
+            begin,
+            max(0.0, end - begin),
             seed=self.seed,
             rate_scale=self.rate_scale if rate_scale is None else rate_scale,
             batch_seconds=self.batch_seconds,

@@ -1,0 +1,383 @@
+"""``otel-anomaly eval``: every scenario through the pipeline, matched to ground truth.
+
+For each scenario of :mod:`detector.sim.scenarios` the simulator's batches are
+encoded as OTLP protobuf requests, normalised and fed to the same
+:class:`~detector.app.App` that ``replay`` uses (``serve=False``: event time
+only), while :class:`~detector.eval.reference.ReferenceRules` count the same
+spans for the three reference rules. Alert transitions become episodes and are
+matched to the labels (:mod:`detector.eval.match`). The report goes to
+``tests/bench/EVAL.md`` (``--out``).
+
+Usage::
+
+    otel-anomaly eval [--out FILE] [--quick] [--scenarios a,b] [--rate-scale X] [--warmup 3h]
+                      [--config FILE] [--jobs N] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from detector.config.types import format_duration, parse_duration
+from detector.eval.match import episodes_from_transitions, match, summarize
+from detector.eval.reference import ReferenceRules
+from detector.sim import scenario as sc
+from detector.sim.encode import to_logs_request, to_trace_request
+
+FAMILIES = ("error_rate", "schema_drift", "auth")
+RULES = {"static_5pct": "error_rate", "burn_rate": "error_rate", "fail2ban": "auth"}
+RULE_TITLES = {
+    "static_5pct": "static spanmetrics rule: error ratio > 5 % for 5 min",
+    "burn_rate": "SRE multiwindow multi-burn-rate, 99.9 % (14.4× 1h&5m, 6× 6h&30m)",
+    "fail2ban": "fail2ban-style: 5 failures in 10 min per source",
+}
+
+
+def load_eval_config(path: str | None):
+    """The config used for evaluation: ``path`` or the defaults, with state kept in memory only."""
+    from detector.config.root import Config
+
+    if path:
+        from detector.config.loader import load_config
+
+        cfg = load_config(path)
+    else:
+        cfg = Config()
+    try:
+        cfg = cfg.model_copy(update={"state": cfg.state.model_copy(update={"directory": None})})
+    except Exception:
+        pass
+    return cfg
+
+
+def registered_families(config=None) -> dict[str, str]:
+    """Detector families the app would run, ``family -> "module:Class"`` (placeholders excluded).
+
+    A family counts as registered when its class imports and is not the spine's
+    placeholder detector.
+    """
+    from detector.app import detector_classes, load_detector_class
+
+    out = {}
+    for fam, target in detector_classes().items():
+        if "placeholder" in target:
+            continue
+        try:
+            cls = load_detector_class(fam, target)
+        except Exception:
+            cls = None
+        if cls is not None:
+            out[fam] = target
+    return out
+
+
+def feed_pipeline(batches, config, observe: Callable | None = None) -> tuple[list[dict], dict]:
+    """Run simulator ``batches`` through an in-process App (replay mode).
+
+    This is the one place that talks to the core pipeline (the same calls as
+    :func:`detector.replay.runner.run_replay`, without the file round trip).
+
+    Returns ``(transitions, stats)``: every alert transition as alert JSON, and
+    counts ``{"spans", "log_records", "seconds"}``.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from detector.app import App
+    from detector.normalise import normalise_logs, normalise_traces
+    from detector.pipeline.batch import Batch
+
+    app = App(config, serve=False, registry=CollectorRegistry(), salt=b"otel-anomaly-eval")
+    app.alerts.listeners.clear()
+    transitions: list[dict] = []
+    app.alerts.listeners.append(transitions.append)
+    n_spans = n_logs = 0
+    t0 = time.perf_counter()
+    for batch in batches:
+        if observe is not None:
+            observe(batch)
+        tr = to_trace_request(batch)
+        if tr is not None:
+            res = normalise_traces(tr)
+            n_spans += len(res.spans)
+            app.pipeline.process(Batch(res.spans, res.logs, res.data_points, time.time()))
+        lr = to_logs_request(batch)
+        if lr is not None:
+            res = normalise_logs(lr)
+            n_logs += len(res.logs)
+            app.pipeline.process(Batch(res.spans, res.logs, res.data_points, time.time()))
+    app.pipeline.flush()
+    return transitions, {"spans": n_spans, "log_records": n_logs, "seconds": time.perf_counter() - t0}
+
+
+def run_scenario(name: str, config_path: str | None = None, rate_scale: float | None = None,
+                 warmup: float | None = None) -> dict[str, Any]:
+    """Simulate one scenario, run it through the detectors and the reference rules.
+
+    Returns a JSON-able dict: name, family, labels, episodes, rules (episodes per
+    reference rule), spans, log_records, seconds, sim_seconds, services, start, end.
+    """
+    config = load_eval_config(config_path)
+    scen = sc.load(name)
+    sim = scen.simulator(rate_scale=rate_scale, warmup=warmup)
+    refs = ReferenceRules(step=config.pipeline.window)
+    t0 = time.perf_counter()
+    transitions, stats = feed_pipeline(sim.batches(), config, refs.observe)
+    eps = episodes_from_transitions(transitions, config.pipeline.window, config.alerts.open_after)
+    services = sum(1 for s in sim.services.values() if s.active) or 1
+    return {
+        "name": scen.name,
+        "family": scen.family,
+        "description": scen.description,
+        "labels": sim.labels,
+        "episodes": eps,
+        "rules": refs.episodes(),
+        "spans": stats["spans"],
+        "log_records": stats["log_records"],
+        "seconds": time.perf_counter() - t0,
+        "start": sim.start,
+        "end": sim.end,
+        "onset": scen.first_onset(),
+        "services": services,
+        "window": config.pipeline.window,
+    }
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def score(results: list[dict], families=FAMILIES) -> dict[str, Any]:
+    """Aggregate per source (``detectors`` and each rule) and per label kind."""
+    sources = ["detectors"] + list(RULES)
+    agg: dict[str, dict] = {}
+    for src in sources:
+        fams = set(families) if src == "detectors" else {RULES[src]}
+        per_fam = {f: {"n": 0, "tp": 0, "fp": 0, "info": 0, "delays": [], "exact": 0, "over": 0} for f in fams}
+        per_kind: dict[tuple, dict] = {}
+        quiet_fp = {f: 0 for f in fams}
+        quiet_sd = 0.0
+        total_sd = 0.0
+        fp_list = []
+        for r in results:
+            eps = r["episodes"] if src == "detectors" else r["rules"][src]
+            out = match(eps, r["labels"], fams)
+            sd = r["services"] * (r["end"] - r["start"]) / 86400.0
+            total_sd += sd
+            if r["family"] == "quiet":
+                quiet_sd += sd
+            for lab, delay, exact in out.detected:
+                f = per_fam[lab["detector"]]
+                f["n"] += 1
+                f["tp"] += 1
+                f["delays"].append(delay)
+                f["exact"] += exact
+                k = per_kind.setdefault((lab["detector"], lab["kind"]), {"n": 0, "tp": 0, "delays": [], "exact": 0, "fp": 0})
+                k["n"] += 1
+                k["tp"] += 1
+                k["delays"].append(delay)
+                k["exact"] += exact
+            for lab in out.missed:
+                per_fam[lab["detector"]]["n"] += 1
+                k = per_kind.setdefault((lab["detector"], lab["kind"]), {"n": 0, "tp": 0, "delays": [], "exact": 0, "fp": 0})
+                k["n"] += 1
+            for lab in out.over_severe:
+                per_fam[lab["detector"]]["over"] += 1
+            for e in out.false_pos:
+                per_fam[e["detector"]]["fp"] += 1
+                k = per_kind.setdefault((e["detector"], e["kind"]), {"n": 0, "tp": 0, "delays": [], "exact": 0, "fp": 0})
+                k["fp"] += 1
+                if r["family"] == "quiet":
+                    quiet_fp[e["detector"]] += 1
+                fp_list.append((r["name"], e))
+            for e in out.info_unmatched:
+                per_fam[e["detector"]]["info"] += 1
+        for f, d in per_fam.items():
+            d["quiet_fp"] = quiet_fp[f]
+            d["quiet_service_days"] = quiet_sd
+            d["service_days"] = total_sd
+        agg[src] = {"families": per_fam, "kinds": per_kind, "fp_list": fp_list}
+    return agg
+
+
+def _prf(tp: int, n: int, fp: int) -> tuple[float | None, float | None, float | None]:
+    rec = tp / n if n else None
+    prec = tp / (tp + fp) if (tp + fp) else None
+    f1 = 2 * prec * rec / (prec + rec) if prec is not None and rec is not None and (prec + rec) else (0.0 if n else None)
+    return prec, rec, f1
+
+
+def _f(x, fmt="{:.2f}") -> str:
+    return "–" if x is None else fmt.format(x)
+
+
+def _delay(d: list[float], window: float) -> tuple[str, str]:
+    med, p95 = summarize(d)
+    if med is None:
+        return "–", "–"
+    return f"{med:.0f} s ({med / window:.1f} w)", f"{p95:.0f} s ({p95 / window:.1f} w)"
+
+
+def render(results: list[dict], agg: dict, meta: dict) -> str:
+    """The Markdown report."""
+    w = results[0]["window"] if results else 10.0
+    lines = [
+        "# Evaluation on the simulator's incident catalogue",
+        "",
+        f"Generated by `{meta['command']}` on {meta['date']} in {meta['seconds']:.0f} s "
+        f"({meta['spans']:,} spans, {meta['log_records']:,} log records, {len(results)} scenarios; "
+        f"rate scale {meta['rate_scale']}, warm-up before the first incident {meta['warmup']}).",
+        f"Detector families running: {', '.join(meta['registered']) or 'none'}.",
+        "",
+        "Method: event-level matching, no point-adjust (`detector/eval/match.py`). An incident is detected when an alert "
+        "of the same detector family on the same service (or either side of the labelled edge) starts within "
+        "[onset − 60 s, end + 5 min]; several alerts on one incident count once; delay = end of the window in which the "
+        "first matching alert opened − onset. An alert matching no label (required or expected side effect) is a false "
+        "positive; `info` alerts are listed apart, not counted as false positives. Precision = detected / (detected + false "
+        "positives). Windows are the pipeline's event-time windows "
+        f"({w:g} s). Reference rules run on the same spans (`detector/eval/reference.py`).",
+        "",
+        "## Per detector family",
+        "",
+        "| family | alert source | incidents | detected | recall | precision | F1 | false alerts (warn/crit) | FA per service-day (quiet week) | FA per service-day (all) | info alerts unmatched | median delay | p95 delay | exact kind |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for fam in FAMILIES:
+        for src in ["detectors"] + [r for r, f in RULES.items() if f == fam]:
+            d = agg[src]["families"].get(fam)
+            if d is None:
+                continue
+            name = "otel-anomaly" if src == "detectors" else RULE_TITLES[src]
+            if src == "detectors" and fam not in meta["registered"]:
+                name += " (not registered)"
+            p, r, f1 = _prf(d["tp"], d["n"], d["fp"])
+            med, p95 = _delay(d["delays"], w)
+            qsd = d["quiet_service_days"]
+            lines.append(
+                f"| {fam} | {name} | {d['n']} | {d['tp']} | {_f(r)} | {_f(p)} | {_f(f1)} | {d['fp']} | "
+                f"{_f(d['quiet_fp'] / qsd if qsd else None, '{:.3f}')} | {_f(d['fp'] / d['service_days'] if d['service_days'] else None, '{:.3f}')} | "
+                f"{d['info']} | {med} | {p95} | {d['exact']}/{d['tp']} |"
+            )
+    lines += ["", "## Per incident kind", "",
+              "| detector | kind | incidents | otel-anomaly recall | median delay | p95 delay | exact kind | false alerts of this kind | static 5 % | burn rate | fail2ban |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    kinds = sorted({k for src in agg for k in agg[src]["kinds"]})
+    for key in kinds:
+        d = agg["detectors"]["kinds"].get(key, {"n": 0, "tp": 0, "delays": [], "exact": 0, "fp": 0})
+        med, p95 = _delay(d["delays"], w)
+        refs = []
+        for rule in RULES:
+            rk = agg[rule]["kinds"].get(key)
+            if rk is None or RULES[rule] != key[0]:
+                refs.append("–")
+            else:
+                rmed, _ = _delay(rk["delays"], w)
+                refs.append(f"{rk['tp']}/{rk['n']}, {rmed}" if rk["n"] else f"{rk['fp']} FA")
+        rec = f"{d['tp']}/{d['n']}" if d["n"] else "–"
+        lines.append(f"| {key[0]} | {key[1]} | {d['n']} | {rec} | {med} | {p95} | {d['exact']}/{d['tp']} | {d['fp']} | " + " | ".join(refs) + " |")
+    lines += ["", "## Per scenario", "",
+              "| scenario | family | simulated | spans | run time | incidents detected (delay) | false alerts (warn/crit) | static 5 % | burn rate | fail2ban |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        fams = set(FAMILIES)
+        out = match(r["episodes"], r["labels"], fams)
+        det = ", ".join(f"{lab['kind']} {lab['service']}{'→' + lab['peer'] if lab['peer'] else ''} ({dl:.0f} s)" for lab, dl, _ in out.detected)
+        miss = ", ".join(f"**missed** {lab['kind']} {lab['service']}{'→' + lab['peer'] if lab['peer'] else ''}" for lab in out.missed)
+        fp = ", ".join(sorted({f"{e['kind']} {e['service']}{'→' + e['peer'] if e['peer'] else ''}" for e in out.false_pos}))
+        refs = []
+        for rule, fam in RULES.items():
+            ro = match(r["rules"][rule], r["labels"], {fam})
+            refs.append(f"{len(ro.detected)}/{len(ro.detected) + len(ro.missed)} det, {len(ro.false_pos)} FA")
+        lines.append(
+            f"| {r['name']} | {r['family']} | {format_duration(round(r['end'] - r['start']))} | {r['spans']:,} | {r['seconds']:.0f} s | "
+            f"{'; '.join(x for x in (det, miss) if x) or '–'} | {len(out.false_pos)}{': ' + fp if fp else ''} | " + " | ".join(refs) + " |"
+        )
+    fps = agg["detectors"]["fp_list"]
+    if fps:
+        lines += ["", f"## False alerts of otel-anomaly ({len(fps)}, first 40)", "", "| scenario | detector | kind | service | peer | severity | started | summary |", "|---|---|---|---|---|---|---|---|"]
+        for name, e in fps[:40]:
+            st = _dt.datetime.fromtimestamp(e["start"], _dt.timezone.utc).strftime("%m-%d %H:%M:%S")
+            summ = (e.get("summary") or "").replace("|", "/")[:140]
+            lines.append(f"| {name} | {e['detector']} | {e['kind']} | {e['service']} | {e['peer']} | {e['severity']} | {st} | {summ} |")
+    lines += ["", "## Scenarios", ""]
+    for r in results:
+        lines.append(f"- `{r['name']}` ({r['family']}): {r['description']}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``otel-anomaly eval``; returns 0 (2 on bad arguments)."""
+    ap = argparse.ArgumentParser(prog="otel-anomaly eval", description="run the incident catalogue through the detectors")
+    ap.add_argument("--out", default="tests/bench/EVAL.md", help="Markdown report path ('-' = stdout)")
+    ap.add_argument("--scenarios", default="", help="comma-separated scenario names (default: all)")
+    ap.add_argument("--quick", action="store_true", help="only the scenarios marked quick: true")
+    ap.add_argument("--config", default=None, help="config file (default: built-in defaults)")
+    ap.add_argument("--rate-scale", type=float, default=None, help="override every scenario's rate_scale")
+    ap.add_argument("--warmup", default="3h", help="normal traffic before the first incident (default 3h; 'full' = as in the scenario)")
+    ap.add_argument("--jobs", type=int, default=1, help="scenarios run in parallel processes")
+    ap.add_argument("--json", default=None, help="also dump raw results (labels, episodes) as JSON")
+    args = ap.parse_args(argv)
+    names = [n for n in args.scenarios.split(",") if n] or sc.names()
+    unknown = [n for n in names if n not in sc.names()]
+    if unknown:
+        print(f"otel-anomaly eval: unknown scenarios: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    if args.quick:
+        names = [n for n in names if sc.load(n).quick]
+    warmup = None if args.warmup == "full" else parse_duration(args.warmup)
+    t0 = time.perf_counter()
+    results = []
+    if args.jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=args.jobs) as ex:
+            futs = [ex.submit(run_scenario, n, args.config, args.rate_scale, warmup) for n in names]
+            for n, f in zip(names, futs):
+                results.append(f.result())
+                _progress(results[-1])
+    else:
+        for n in names:
+            results.append(run_scenario(n, args.config, args.rate_scale, warmup))
+            _progress(results[-1])
+    agg = score(results)
+    meta = {
+        "command": "otel-anomaly eval " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": time.perf_counter() - t0,
+        "spans": sum(r["spans"] for r in results),
+        "log_records": sum(r["log_records"] for r in results),
+        "rate_scale": args.rate_scale if args.rate_scale is not None else "as in each scenario",
+        "warmup": args.warmup,
+        "registered": list(registered_families()),
+    }
+    text = render(results, agg, meta)
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"wrote {args.out} ({len(results)} scenarios, {meta['seconds']:.0f} s)", file=sys.stderr)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, default=str)
+    return 0
+
+
+def _progress(r: dict) -> None:
+    out = match(r["episodes"], r["labels"], set(FAMILIES))
+    print(
+        f"{r['name']:30s} {r['spans']:>9,} spans {r['seconds']:6.1f} s  detected {len(out.detected)}/"
+        f"{len(out.detected) + len(out.missed)}  false alerts {len(out.false_pos)}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
