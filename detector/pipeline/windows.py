@@ -7,7 +7,9 @@ Time model (documented in README "Event time"):
 * The *event-time estimate* is the largest event time seen (``max_event``). In
   ``serve`` it is extrapolated by the wall-clock time elapsed since that
   maximum was seen, so a quiet stream still moves forward (the wall-clock
-  timer). In ``replay`` it is exactly ``max_event``.
+  timer), and capped at wall-clock now, so a sender whose clock runs ahead
+  does not make everyone else's items late. In ``replay`` it is exactly
+  ``max_event``.
 * The watermark is ``estimate - allowed_lateness`` and never goes back. A
   window ``[start, end)`` closes once ``watermark >= end``; windows close in
   increasing order, empty ones too (after a gap longer than
@@ -60,7 +62,9 @@ class EventClock:
         if self.max_event is None:
             return None
         if self.extrapolate:
-            return self.max_event + max(0.0, now_wall - self.seen_wall)
+            # never ahead of the wall clock: one client whose clock runs fast must not
+            # make everyone else's items late
+            return min(self.max_event + max(0.0, now_wall - self.seen_wall), now_wall)
         return self.max_event
 
     def window(self, index: int) -> Window:
@@ -71,7 +75,7 @@ class EventClock:
         window index and the set of window indices that received records."""
         if self.last_closed is None:
             # windows the first data's watermark already passed count as closed
-            first_wm = max_time - self.lateness
+            first_wm = (min(max_time, now_wall) if self.extrapolate else max_time) - self.lateness
             self.last_closed = min(min_index, int(math.floor(first_wm / self.length))) - 1
         if self.max_event is None or max_time > self.max_event:
             self.max_event = max_time

@@ -240,3 +240,12 @@ def test_run_on_worker_executes_on_the_worker_thread():
         assert name == "analysis-worker"
     finally:
         p.stop()
+
+
+def test_serve_estimate_never_runs_ahead_of_the_wall_clock():
+    wall = Wall(T0 + 100)
+    p, rec, reg = make(serve=True, wall=wall, allowed_lateness="5s")
+    p.process(Batch([span("fast-clock", end=T0 + 100 + 120)]))  # 2 min ahead, within max_future_skew
+    p.process(Batch([span("normal", end=T0 + 99)]))
+    assert value(reg, "otel_anomaly_late_items_total", signal="spans") == 0
+    assert ("spans", int((T0 + 99) // 10), 1) in rec.observed
