@@ -10,9 +10,11 @@ deploy/prometheus/prometheus.yml and otel-anomaly.rules.yml (test copies: 1s int
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
-from tests.e2e.tools import (Collector, OtelAnomaly, OtlpSink, Prometheus, SpanSender, need_otelcol, need_prometheus,
+from tests.e2e.tools import (DEPLOY, Collector, OtelAnomaly, OtlpSink, Prometheus, SpanSender, need_otelcol, need_prometheus,
                              send_baseline, value, wait_until)
 
 SERVICES = ["checkout", "cart", "payment"]
@@ -79,6 +81,18 @@ def test_sdk_to_collector_to_otel_anomaly_to_prometheus_alert(tmp_path):
         # Prometheus scraped both targets.
         up = prom.targets_up()
         assert up == {f"127.0.0.1:{oa.http_port}": 1.0, f"127.0.0.1:{col.metrics_port}": 1.0}, up
+        # The shipped Grafana dashboard's queries run on this Prometheus, and the main panels
+        # have data (metric names of otel-anomaly and of the Collector match the dashboard).
+        dash = json.loads((DEPLOY / "grafana" / "otel-anomaly-dashboard.json").read_text())
+        with_data = set()
+        for panel in dash["panels"]:
+            for target in panel.get("targets", []):
+                expr = re.sub(r"\$\{?(job|instance|service|detector)\}?", ".*", target["expr"]).replace("$__rate_interval", "1m")
+                if prom.query(expr):
+                    with_data.add(panel["title"])
+        for title in ("Firing alerts", "Active alerts by detector and severity", "Top anomaly scores", "Received items/s",
+                      "Processed items/s", "Analysis queue", "Collector -> otel-anomaly", "Tracked series"):
+            assert title in with_data, (title, sorted(with_data))
     finally:
         sender.shutdown()
         for p in (prom, col, oa):
