@@ -58,7 +58,7 @@ class AuthTunables(StrictModel):
     spraying_min_failure_ratio: float = Field(0.9, ge=0, le=1, description="failures / attempts from that source")
     # credential_stuffing
     stuffing_min_failed_principals: int = Field(20, ge=1, description="distinct failing principals in service_horizon")
-    stuffing_min_sources: int = Field(5, ge=1, description="distinct failing sources in service_horizon")
+    stuffing_min_sources: float = Field(5.0, ge=1, description="effective number of failing sources in service_horizon (1/Σ share², so a few loud sources count as few)")
     stuffing_max_top_source_share: float = Field(0.5, ge=0, le=1, description="largest single source's share of failures (above: spraying, not stuffing)")
     stuffing_alpha: float = Field(1e-7, gt=0, lt=1, description="binomial tail probability of the failures given the learned failure ratio")
     stuffing_min_ratio_increase: float = Field(0.2, ge=0, le=1, description="failure ratio must exceed the learned one by this much")
@@ -66,9 +66,10 @@ class AuthTunables(StrictModel):
     # success_after_failures
     saf_min_failures: int = Field(5, ge=1, description="consecutive failures before a success, for a principal or from a source")
     # auth_bypass
+    bypass_horizon: Duration = Field("5m", description="sliding horizon over which anonymous 2xx on a protected operation are counted")
     bypass_min_baseline_anonymous: int = Field(50, ge=1, description="anonymous requests learned on a protected operation before bypass may fire")
     bypass_min_baseline_deny_share: float = Field(0.95, ge=0, le=1, description="learned share of anonymous requests that were denied (401/403)")
-    bypass_min_anonymous_ok: int = Field(3, ge=1, description="anonymous 2xx in one window")
+    bypass_min_anonymous_ok: int = Field(3, ge=1, description="anonymous 2xx within bypass_horizon")
     bypass_min_ok_share: float = Field(0.2, ge=0, le=1, description="Wilson lower bound of the anonymous 2xx share must exceed this")
     bypass_wilson_z: float = Field(3.0, gt=0, description="z of the Wilson score lower bound")
     bypass_min_anonymous_share_jump: float = Field(0.5, ge=0, le=1, description="second path: share of requests without a principal rises by this while no request is denied")

@@ -10,7 +10,8 @@ covering ``*_horizon``):
   from one source, ≤ 3 failures per principal, failure ratio ≥ 0.9 (T1110.003).
 * ``credential_stuffing`` (service): login failure ratio over 1 min above the
   learned ratio + 0.2 with binomial tail < 1e-7, ≥ 20 failing principals from
-  ≥ 5 sources, no source above half the failures (T1110.004).
+  ≥ 5 effective sources (inverse Simpson index of failures per source), no
+  source above half the failures (T1110.004).
 * ``success_after_failures`` (principal, or source): a success right after a
   run of ≥ 5 consecutive failures within 15 min — critical when the success came
   from a source of the failure run or one never seen to succeed for the principal.
@@ -48,6 +49,7 @@ close on a bounded sample.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import math
 import re
@@ -70,8 +72,8 @@ from detector.detectors.base import Candidate, Detector, DetectorContext, Identi
 from detector.normalise.records import LogRecord, SpanRecord
 
 STATE_VERSION = 1
-MEMO_MAX = 200_000
-LEARN_PER_WINDOW = 32
+MEMO_MAX = 32_768
+LEARN_PER_WINDOW = 8  # HST learns per population per window: max(1, entities // 32), at most this
 OPS_PER_SERVICE = 500
 
 KINDS = ("brute_force", "password_spraying", "credential_stuffing", "success_after_failures", "auth_bypass",
@@ -80,6 +82,12 @@ KINDS = ("brute_force", "password_spraying", "credential_stuffing", "success_aft
 
 def _nwin(seconds: float, window: float) -> int:
     return max(1, int(math.ceil(seconds / window - 1e-9)))
+
+
+def _stride(n: int) -> int:
+    """Learn every ``stride``-th entity vector: ≈ n/32 learns, at least 1, at most ``LEARN_PER_WINDOW``."""
+    learns = min(LEARN_PER_WINDOW, max(1, n // 32))
+    return max(1, n // learns)
 
 
 def _net_of(addr: str) -> str:
@@ -117,6 +125,7 @@ class AuthDetector(Detector):
         self._src_memo: dict[str, tuple[str, str, bool]] = {}
         self._ua_memo: dict[str, str | None] = {}
         self._scores: dict[tuple[str, str], float] = {}
+        self._pending_saf: list[Candidate] = []
         self.allowlisted_total = 0
         self.events_total = 0
         self.overflow_total = 0
@@ -128,6 +137,9 @@ class AuthDetector(Detector):
         self.config = config
         base = self.context.hasher
         self._hasher = IdentityHasher(base.salt, True) if config.reveal_identities and not base.reveal else base
+        # the standard hasher's output, computed without building an hmac object per call (≈3× cheaper)
+        self._salt = base.salt
+        self._hash = self._fast_hash if (type(self._hasher) is IdentityHasher and not self._hasher.reveal) else self._hasher
         self._spans = SpanExtractor(config)
         self._logs = LogParser(config, self._spans._login)
         self._allow_nets = [ipaddress.ip_network(c, strict=False) for c in config.allow_sources]
@@ -150,8 +162,12 @@ class AuthDetector(Detector):
         if h is None:
             if len(self._memo) >= MEMO_MAX:
                 self._memo.clear()
-            h = self._memo[raw] = self._hasher(raw)
+            h = self._memo[raw] = self._hash(raw)
         return h
+
+    def _fast_hash(self, raw: str) -> str:
+        """Same value as :class:`IdentityHasher` (HMAC-SHA256, 12 hex chars) via the one-shot ``hmac.digest``."""
+        return "h:" + hmac.digest(self._salt, raw.encode("utf-8", "surrogatepass"), "sha256").hex()[:12]
 
     def _source_info(self, raw: str) -> tuple[str, str, bool]:
         allowed = False
@@ -161,7 +177,7 @@ class AuthDetector(Detector):
                 allowed = any(ip in n for n in self._allow_nets)
             except ValueError:
                 allowed = False
-        info = (self._hasher(raw), self._hasher(_net_of(raw)), allowed)
+        info = (self._hash(raw), self._hash(_net_of(raw)), allowed)
         if len(self._src_memo) >= MEMO_MAX:
             self._src_memo.clear()
         self._src_memo[raw] = info
@@ -171,7 +187,7 @@ class AuthDetector(Detector):
         """Hashed user agent, or None when the agent is allow-listed."""
         if len(self._ua_memo) >= MEMO_MAX:
             self._ua_memo.clear()
-        h = None if (self._allow_ua is not None and self._allow_ua.search(raw)) else self._hasher(raw)
+        h = None if (self._allow_ua is not None and self._allow_ua.search(raw)) else self._hash(raw)
         self._ua_memo[raw] = h
         return h
 
@@ -235,7 +251,7 @@ class AuthDetector(Detector):
         outcome = e.outcome
         n = e.count
         if e.token is not None:
-            ht = self._h(e.token)
+            ht = self._hash(e.token)  # tokens are mostly unique: no memo
             ta = sa.tok.get(ht)
             if ta is None:
                 if len(sa.tok) >= MAX_ENTITIES:
@@ -425,7 +441,21 @@ class AuthDetector(Detector):
         else:
             self._tokens_close(window, service, sa, st, cfg, scores, learn_only=True)
         out += self._ops_close(window, service, sa, st, cfg, scores, warm)
-        out += self._stuffing_close(window, service, sa, st, cfg, scores, warm, _nwin(cfg.service_horizon, ws))
+        stuffing = self._stuffing_close(window, service, sa, st, cfg, scores, warm, _nwin(cfg.service_horizon, ws))
+        if self._pending_saf and (stuffing or st.stuffing_alerting >= idx):
+            # successes from sources taking part in a credential-stuffing run are its compromised
+            # accounts: reported in the stuffing alert (made critical), not as one alert per source
+            c = stuffing[0] if stuffing else self._cand(
+                "credential_stuffing", service, {}, 1.0, "critical", {"continuing": True}, {},
+                "credential stuffing continues with successful logins from its sources", [])
+            c.severity = "critical"
+            c.observed["successes_after_failure_runs"] = c.observed.get("successes_after_failure_runs", 0) + len(self._pending_saf)
+            c.observed["compromised_principals"] = [p.observed["success_principal"] for p in self._pending_saf][:5]
+            c.summary += f"; {len(self._pending_saf)} source(s) then logged in successfully (possible compromise)"
+            stuffing = [c]
+            self._pending_saf = []
+        out += stuffing + self._pending_saf
+        self._pending_saf = []
         if sa.overflow:
             self.overflow_total += sa.overflow
         return out
@@ -487,7 +517,7 @@ class AuthDetector(Detector):
         lookback = cfg.success_lookback
         bf_thr, bf_q = self._threshold(cfg.brute_force_min_failures, st.b_pr_fail, cfg)
         fb_thr, fb_q = self._threshold(cfg.forbidden_min, st.b_pr_forb, cfg)
-        stride = max(1, len(sa.pr) // LEARN_PER_WINDOW)
+        stride = _stride(len(sa.pr))
         model = st.m_principal
         table = self._principals
         i = 0
@@ -621,7 +651,7 @@ class AuthDetector(Detector):
         idx = window.index
         hs_w = _nwin(cfg.source_horizon, ws)
         sp_thr, sp_q = self._threshold(cfg.spraying_min_principals, st.b_src_principals, cfg)
-        stride = max(1, len(sa.src) // LEARN_PER_WINDOW)
+        stride = _stride(len(sa.src))
         model = st.m_source
         table = self._sources
         saf_principals = {c.subject.get("principal") for c in so_far if c.kind == "success_after_failures"}
@@ -677,7 +707,8 @@ class AuthDetector(Detector):
                             f"one source failed to log in as {fp} distinct principals in {hs_w * ws:g}s "
                             f"({per:.1f} failures each, failure ratio {ratio_f:.2f}; threshold {sp_thr:g} principals)",
                             [s_.trace]))
-            if (s_.fail and fp and not alerting and hs not in explained and f >= bf_thr
+            concentrated = fp < sp_thr or per > cfg.spraying_max_attempts_per_principal
+            if (s_.fail and fp and concentrated and not alerting and hs not in explained and f >= bf_thr
                     and ratio_f >= cfg.brute_force_min_failure_ratio):
                 # one source guessing passwords of a few principals, none of them over the
                 # per-principal threshold on its own (T1110.001 spread over a handful of accounts)
@@ -698,12 +729,12 @@ class AuthDetector(Detector):
                         f"(threshold {bf_thr:g}, failure ratio {ratio_f:.2f})",
                         [s_.trace]))
             for t, run, hp, nprin in self._run_source(ss, s_, cfg.saf_min_failures, cfg.success_lookback):
-                if hp in saf_principals:
-                    continue
+                if hp in saf_principals or nprin == 0 or hp is None:
+                    continue  # already reported for the principal, or nothing known about who was tried
                 r = run / cfg.saf_min_failures
                 self._bump(scores, "success_after_failures", service, r)
                 alerting = True
-                out.append(self._cand(
+                self._pending_saf.append(self._cand(
                     "success_after_failures", service, {"source": hs}, r, "critical",
                     {"failures_before_success": run, "principals_in_failure_run": nprin, "success_principal": hp,
                      "success_time": t},
@@ -735,10 +766,11 @@ class AuthDetector(Detector):
                     ss.run_principals = None
                 ss.run += n
                 ss.run_last = t
-                if ss.run_principals is None:
-                    ss.run_principals = {hp}
-                elif len(ss.run_principals) < SMALL_CAP:
-                    ss.run_principals.add(hp)
+                if hp is not None:
+                    if ss.run_principals is None:
+                        ss.run_principals = {hp}
+                    elif len(ss.run_principals) < SMALL_CAP:
+                        ss.run_principals.add(hp)
             elif o == OK:
                 if ss.run >= min_run and t - ss.run_last <= lookback:
                     hits.append((t, ss.run, hp, len(ss.run_principals or ())))
@@ -793,6 +825,7 @@ class AuthDetector(Detector):
                    warm: bool) -> list[Candidate]:
         out: list[Candidate] = []
         idx = window.index
+        h_w = _nwin(cfg.bypass_horizon, self.context.window_seconds)
         for op, (total, anon, anon_ok, anon_deny, deny, trace) in sa.ops.items():
             o = st.ops.get(op)
             if o is None:
@@ -801,16 +834,28 @@ class AuthDetector(Detector):
                     continue
                 o = st.ops[op] = OpState()
             o.last = idx
+            o.recent.add(idx, [anon, anon_ok, anon_deny])
+            o.recent.sums(idx - h_w + 1, 3)  # prune to the horizon
+            # counted from the first window (within the horizon) with an anonymous 2xx, so that the
+            # denials from before a change do not dilute what happens after it
+            anon_h = ok_h = deny_h = 0
+            started = False
+            for row in o.recent.rows:
+                started = started or row[2] > 0
+                if started:
+                    anon_h += row[1]
+                    ok_h += row[2]
+                    deny_h += row[3]
             fired = None
             base_deny = (o.anon_deny + 0.5) / (o.anon + 1.0)
-            lb = wilson_lower(anon_ok, anon, cfg.bypass_wilson_z)
+            strict = o.anon >= cfg.bypass_min_baseline_anonymous and base_deny >= cfg.bypass_min_baseline_deny_share
+            lb = wilson_lower(ok_h, anon_h, cfg.bypass_wilson_z)
             r_a = lb / cfg.bypass_min_ok_share if cfg.bypass_min_ok_share else 0.0
             base_share = o.total_anon / o.total if o.total else 0.0
             share = anon / total if total else 0.0
             r_b = ((share - base_share) / cfg.bypass_min_anonymous_share_jump) if (o.deny > 0 and deny == 0) else 0.0
-            self._bump(scores, "auth_bypass", service, max(r_a if o.anon >= cfg.bypass_min_baseline_anonymous else 0.0, r_b))
-            if warm and o.anon >= cfg.bypass_min_baseline_anonymous and base_deny >= cfg.bypass_min_baseline_deny_share \
-                    and anon_ok >= cfg.bypass_min_anonymous_ok and r_a > 1.0:
+            self._bump(scores, "auth_bypass", service, max(r_a if strict else 0.0, r_b))
+            if warm and strict and ok_h >= cfg.bypass_min_anonymous_ok and r_a > 1.0:
                 fired = ("denied", r_a)
             elif warm and o.total >= cfg.bypass_min_baseline_anonymous and total >= cfg.bypass_min_requests and r_b >= 1.0:
                 fired = ("anonymous_share", r_b)
@@ -818,14 +863,17 @@ class AuthDetector(Detector):
                 o.alerting = idx + 3
                 dep = self.context.deployments.last(service)
                 observed = {"path": fired[0], "requests": total, "anonymous": anon, "anonymous_2xx": anon_ok,
-                            "anonymous_denied": anon_deny, "denied": deny,
+                            "anonymous_denied": anon_deny, "denied": deny, "horizon_anonymous": anon_h,
+                            "horizon_anonymous_2xx": ok_h, "horizon_anonymous_denied": deny_h,
+                            "horizon_seconds": h_w * self.context.window_seconds,
                             "anonymous_2xx_share_lower_bound": round(lb, 4), "anonymous_share": round(share, 4)}
                 if dep is not None and window.end - dep[0] <= 3600:
                     observed["deployment"] = {"at": dep[0], "from_version": dep[1], "to_version": dep[2],
                                               "seconds_before": round(window.start - dep[0], 1)}
                 if fired[0] == "denied":
-                    summary = (f"{anon_ok} of {anon} anonymous requests to {op} got 2xx (lower bound {lb:.2f}); "
-                               f"it used to deny {base_deny:.1%} of anonymous requests")
+                    summary = (f"{ok_h} of {anon_h} anonymous requests to {op} got 2xx in the last "
+                               f"{h_w * self.context.window_seconds:g}s (lower bound {lb:.2f}); it used to deny "
+                               f"{base_deny:.1%} of anonymous requests")
                 else:
                     summary = (f"{share:.0%} of requests to {op} carry no principal (was {base_share:.0%}) and none "
                                f"is denied any more")
@@ -835,7 +883,8 @@ class AuthDetector(Detector):
                      "anonymous_share": round(base_share, 4), "min_anonymous_2xx": cfg.bypass_min_anonymous_ok,
                      "min_2xx_share": cfg.bypass_min_ok_share, "wilson_z": cfg.bypass_wilson_z},
                     summary, [trace]))
-            elif o.alerting < idx:
+            elif o.alerting < idx and not (strict and anon_ok):
+                # a strictly protected operation's anonymous 2xx are never learned as normal
                 o.anon += anon
                 o.anon_deny += anon_deny
                 o.total += total
@@ -868,6 +917,10 @@ class AuthDetector(Detector):
         principals.discard(None)
         nsrc = len(sources) - (1 if None in sources else 0)
         top_share = max(sources.values()) / k if (k and sources) else 0.0
+        tot = sum(sources.values())
+        # effective number of sources (inverse Simpson index, 1/Σ share²): two loud attackers plus a few
+        # typos count as ~2, two hundred equal sources as 200
+        eff = (tot * tot / sum(c * c for c in sources.values())) if tot else 0.0
         p0 = (st.fail + 0.5) / (st.att + 1.0)
         ratio = k / n if n else 0.0
         need = min(1.0, p0 + cfg.stuffing_min_ratio_increase)
@@ -875,15 +928,15 @@ class AuthDetector(Detector):
         self._bump(scores, "credential_stuffing", service, r)
         out: list[Candidate] = []
         if (warm and st.learned_att >= cfg.stuffing_min_baseline_attempts and sa.fail
-                and len(principals) >= cfg.stuffing_min_failed_principals and nsrc >= cfg.stuffing_min_sources
-                and top_share <= cfg.stuffing_max_top_source_share and ratio >= need and ratio < 1.0 + 1e-9):
+                and len(principals) >= cfg.stuffing_min_failed_principals and eff >= cfg.stuffing_min_sources
+                and top_share <= cfg.stuffing_max_top_source_share and ratio >= need):
             p = float(binom.sf(k - 1, n, min(max(p0, 1e-6), 1 - 1e-9)))
             if p < cfg.stuffing_alpha:
                 st.stuffing_alerting = idx + h_w
                 out.append(self._cand(
                     "credential_stuffing", service, {}, max(r, 1.0), "warning",
                     {"attempts": n, "failures": k, "failure_ratio": round(ratio, 4), "failed_principals": len(principals),
-                     "sources": nsrc, "top_source_share": round(top_share, 4),
+                     "sources": nsrc, "effective_sources": round(eff, 1), "top_source_share": round(top_share, 4),
                      "unknown_principal_share": round(unknown / k, 4) if k else 0.0, "binomial_tail": p,
                      "horizon_seconds": h_w * self.context.window_seconds},
                     {"failure_ratio": round(p0, 5), "attempts_learned": st.learned_att,

@@ -168,10 +168,11 @@ class OpState:
     ``total_anon`` (for the anonymous share), ``deny`` all denials.
     """
 
-    __slots__ = ("last", "anon", "anon_deny", "total", "total_anon", "deny", "alerting")
+    __slots__ = ("last", "anon", "anon_deny", "total", "total_anon", "deny", "alerting", "recent")
 
     def __init__(self) -> None:
         self.last = 0
+        self.recent = Buckets()  # [idx, anonymous, anonymous_2xx, anonymous_denied] over bypass_horizon
         self.anon = 0.0
         self.anon_deny = 0.0
         self.total = 0.0
