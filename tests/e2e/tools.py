@@ -488,9 +488,10 @@ class SpanSender:
             self.tracers[svc] = tp.get_tracer("otel-anomaly-e2e")
             self.sent[svc] = 0
 
-    def emit(self, service: str, n: int, errors: int, t_start: float, t_end: float) -> None:
-        """``n`` spans of ``service`` spread over [t_start, t_end) (unix seconds), the first
-        ``errors`` of every ``n`` failing, spread evenly."""
+    def emit(self, service: str, n: int, errors: int, t_start: float, t_end: float, attrs: dict | None = None) -> None:
+        """``n`` spans of ``service`` spread over [t_start, t_end) (unix seconds), ``errors``
+        of them failing, spread evenly; ``attrs`` are set on every span after (and so over)
+        the default HTTP attributes."""
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         tracer = self.tracers[service]
@@ -505,6 +506,8 @@ class SpanSender:
             span = tracer.start_span(f"GET /api/{service}", kind=SpanKind.SERVER, start_time=int(start * 1e9),
                                      attributes={"http.request.method": "GET", "http.route": f"/api/{service}",
                                                  "http.response.status_code": 500 if is_err else 200})
+            if attrs:
+                span.set_attributes(attrs)
             if is_err:
                 span.set_status(Status(StatusCode.ERROR, "internal error"))
             span.end(end_time=int((start + min(step, 0.05)) * 1e9))
