@@ -42,10 +42,12 @@ def test_attribute_type_change_raises_schema_drift_alert(tmp_path):
             t = now
             sender.flush()
             found = [a for a in oa.alerts() if a["detector"] == "schema_drift" and a["service"] == "inventory"]
-        assert found, f"no schema_drift alert; otel-anomaly alerts: {oa.alerts()}"
+            if not any(a["kind"] == "attribute_type_changed" for a in found):
+                found = []  # a value_distribution_shift on the same key may come first: keep going
+        assert found, f"no attribute_type_changed alert; otel-anomaly alerts: {oa.alerts()}"
         kinds = {a["kind"] for a in found}
         print(f"schema_drift alerts on inventory: {sorted(kinds)}; subjects: {[a['subject'] for a in found]}")
-        assert "attribute_type_changed" in kinds, found
+        assert kinds <= {"attribute_type_changed", "value_distribution_shift"}, found
         assert any("app.retry_count" in str(a["subject"]) for a in found if a["kind"] == "attribute_type_changed")
         m = oa.metrics()
         assert "attribute_type_changed" in label_values(m, "otel_anomaly_alert_active", "kind", detector="schema_drift", service="inventory")
