@@ -52,6 +52,8 @@ class AuthTunables(StrictModel):
     # brute_force
     brute_force_min_failures: int = Field(10, ge=1, description="failures on one principal within principal_horizon")
     brute_force_min_failure_ratio: float = Field(0.8, ge=0, le=1, description="failures / attempts on that principal")
+    brute_force_source_min_failures_per_principal: float = Field(
+        2.0, ge=1, description="source-level brute_force (one source, a few accounts): mean failures per failed principal")
     # password_spraying
     spraying_min_principals: int = Field(10, ge=2, description="distinct principals that failed from one source within source_horizon")
     spraying_max_attempts_per_principal: float = Field(3.0, gt=0, description="mean failures per failed principal must stay at or below this")
@@ -67,7 +69,7 @@ class AuthTunables(StrictModel):
     saf_min_failures: int = Field(5, ge=1, description="consecutive failures before a success, for a principal or from a source")
     # auth_bypass
     bypass_horizon: Duration = Field("5m", description="sliding horizon over which anonymous 2xx on a protected operation are counted")
-    bypass_min_baseline_anonymous: int = Field(50, ge=1, description="anonymous requests learned on a protected operation before bypass may fire")
+    bypass_min_baseline_anonymous: int = Field(20, ge=1, description="anonymous requests learned on a protected operation before bypass may fire")
     bypass_min_baseline_deny_share: float = Field(0.95, ge=0, le=1, description="learned share of anonymous requests that were denied (401/403)")
     bypass_min_anonymous_ok: int = Field(3, ge=1, description="anonymous 2xx within bypass_horizon")
     bypass_min_ok_share: float = Field(0.2, ge=0, le=1, description="Wilson lower bound of the anonymous 2xx share must exceed this")

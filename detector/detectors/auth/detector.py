@@ -5,7 +5,9 @@ from :mod:`detector.detectors.auth.config`; "horizon" = the last whole windows
 covering ``*_horizon``):
 
 * ``brute_force`` (principal): ≥ 10 failures in 5 min on one principal, failure
-  ratio ≥ 0.8 (MITRE T1110.001). Evidence: hashed top sources.
+  ratio ≥ 0.8 (MITRE T1110.001). Evidence: hashed top sources. Also (source):
+  one source with ≥ 10 failures in 10 min on a few principals, ≥ 2 failures per
+  principal on average, not already listed as a top source of a principal alert.
 * ``password_spraying`` (source): ≥ 10 distinct failing principals in 10 min
   from one source, ≤ 3 failures per principal, failure ratio ≥ 0.9 (T1110.003).
 * ``credential_stuffing`` (service): login failure ratio over 1 min above the
@@ -16,7 +18,7 @@ covering ``*_horizon``):
   run of ≥ 5 consecutive failures within 15 min — critical when the success came
   from a source of the failure run or one never seen to succeed for the principal.
 * ``auth_bypass`` (protected operation, critical): anonymous requests used to be
-  denied (≥ 50 learned, ≥ 95 % 401/403) and now ≥ 3 got 2xx with a Wilson
+  denied (≥ 20 learned, ≥ 95 % 401/403) and now ≥ 3 got 2xx with a Wilson
   lower bound (z = 3) of the 2xx share > 0.2; or the share of requests without
   a principal jumps by ≥ 0.5 while no request is denied any more.
 * ``token_reuse`` (token): one token from ≥ 3 source networks (/24, /48) and
@@ -61,7 +63,7 @@ from scipy.stats import binom
 from detector.detectors.auth.accum import EVENT_CAP, MAX_ENTITIES, SET_CAP_WINDOW, PAcc, SAcc, ServiceAcc, TAcc
 from detector.detectors.auth.config import AuthConfig
 from detector.detectors.auth.events import (
-    FAIL, FORBID, INVALID_MARK, OK, OP_LOGIN, OP_PROTECTED, AuthEvent, SpanExtractor,
+    _DENY_GRPC, _DENY_HTTP, FAIL, FORBID, INVALID_MARK, OK, OP_LOGIN, OP_NONE, OP_PROTECTED, AuthEvent, SpanExtractor,
 )
 from detector.detectors.auth.logparse import LogParser
 from detector.detectors.auth.models import (
@@ -193,9 +195,14 @@ class AuthDetector(Detector):
 
     def observe_spans(self, window: Window, spans: Sequence[SpanRecord]) -> None:
         extract = self._spans.extract
+        cache = self._spans._cache
         ingest = self._ingest
         widx = window.index
         for span in spans:
+            # fast reject (inlined): a known non-auth operation that did not deny the request
+            if cache.get(span.operation) == OP_NONE and span.http_status not in _DENY_HTTP \
+                    and span.rpc_grpc_status not in _DENY_GRPC:
+                continue
             ev = extract(span)
             if ev is not None:
                 ingest(widx, ev)
@@ -707,7 +714,8 @@ class AuthDetector(Detector):
                             f"one source failed to log in as {fp} distinct principals in {hs_w * ws:g}s "
                             f"({per:.1f} failures each, failure ratio {ratio_f:.2f}; threshold {sp_thr:g} principals)",
                             [s_.trace]))
-            concentrated = fp < sp_thr or per > cfg.spraying_max_attempts_per_principal
+            # guessing passwords: several tries per account (stuffing and spraying try each account ~once)
+            concentrated = per >= cfg.brute_force_source_min_failures_per_principal
             if (s_.fail and fp and concentrated and not alerting and hs not in explained and f >= bf_thr
                     and ratio_f >= cfg.brute_force_min_failure_ratio):
                 # one source guessing passwords of a few principals, none of them over the
