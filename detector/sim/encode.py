@@ -19,6 +19,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from detector.sim.model import Res, SimBatch
+from detector.sim.wire import logs_request_bytes, trace_request_bytes
 
 _SEV_TEXT = {9: "INFO", 13: "WARN", 17: "ERROR", 5: "DEBUG"}
 
@@ -67,7 +68,25 @@ def _resource(res: Res) -> Resource:
 
 
 def to_trace_request(batch: SimBatch) -> ExportTraceServiceRequest | None:
-    """The batch's spans as one ``ExportTraceServiceRequest`` (None when it has no spans)."""
+    """The batch's spans as one ``ExportTraceServiceRequest`` (None when it has no spans).
+
+    Encoded by :mod:`detector.sim.wire` and parsed once by upb (≈ 4× faster than
+    building the message field by field, which :func:`to_trace_request_reference` does).
+    """
+    if not batch.spans:
+        return None
+    return ExportTraceServiceRequest.FromString(trace_request_bytes(batch.spans))
+
+
+def to_logs_request(batch: SimBatch) -> ExportLogsServiceRequest | None:
+    """The batch's log records as one ``ExportLogsServiceRequest`` (None when it has none)."""
+    if not batch.logs:
+        return None
+    return ExportLogsServiceRequest.FromString(logs_request_bytes(batch.logs))
+
+
+def to_trace_request_reference(batch: SimBatch) -> ExportTraceServiceRequest | None:
+    """Reference encoder (message objects built field by field); tests compare it with the fast path."""
     if not batch.spans:
         return None
     req = ExportTraceServiceRequest()
@@ -98,8 +117,8 @@ def to_trace_request(batch: SimBatch) -> ExportTraceServiceRequest | None:
     return req
 
 
-def to_logs_request(batch: SimBatch) -> ExportLogsServiceRequest | None:
-    """The batch's log records as one ``ExportLogsServiceRequest`` (None when it has none)."""
+def to_logs_request_reference(batch: SimBatch) -> ExportLogsServiceRequest | None:
+    """Reference encoder for logs (see :func:`to_trace_request_reference`)."""
     if not batch.logs:
         return None
     req = ExportLogsServiceRequest()

@@ -2,9 +2,9 @@
 
 Two client paths:
 
-* raw (default): the simulator's protobuf ``ExportTraceServiceRequest`` /
-  ``ExportLogsServiceRequest`` through grpcio stubs generated from
-  opentelemetry-proto, gzip-compressed, retried on ``RESOURCE_EXHAUSTED`` /
+* raw (default): the simulator's ``ExportTraceServiceRequest`` /
+  ``ExportLogsServiceRequest``, serialized by :mod:`detector.sim.wire`, on the
+  OTLP/gRPC methods (``opentelemetry.proto.collector.*.v1.*Service/Export``), gzip-compressed, retried on ``RESOURCE_EXHAUSTED`` /
   ``UNAVAILABLE`` (honouring ``google.rpc.RetryInfo`` when present) — the same
   status handling as the Collector's otlp exporter;
 * ``use_sdk=True``: spans through the real OpenTelemetry Python SDK — one
@@ -25,9 +25,13 @@ from typing import Any, Callable
 
 import grpc
 
-from detector.sim.encode import to_logs_request, to_trace_request
+from detector.sim.wire import logs_request_bytes, trace_request_bytes
 
 _RETRYABLE = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+
+
+def _identity(b: bytes) -> bytes:
+    return b
 
 
 def _retry_delay(err: grpc.RpcError, attempt: int) -> float:
@@ -52,12 +56,17 @@ class RawSender:
     """OTLP/gRPC client on grpcio stubs. ``export_*`` retry retryable codes up to ``deadline`` seconds."""
 
     def __init__(self, endpoint: str, headers: list[tuple[str, str]] | None = None, deadline: float = 30.0) -> None:
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc import LogsServiceStub
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
         self.channel = grpc.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)])
-        self.traces = TraceServiceStub(self.channel)
-        self.logs = LogsServiceStub(self.channel)
+        # requests go out as already-serialized bytes (detector.sim.wire): identity serializer
+        self.traces = self.channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=_identity, response_deserializer=ExportTraceServiceResponse.FromString)
+        self.logs = self.channel.unary_unary(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            request_serializer=_identity, response_deserializer=ExportLogsServiceResponse.FromString)
         self.headers = headers or []
         self.deadline = deadline
         self.retries = 0
@@ -76,11 +85,13 @@ class RawSender:
                 time.sleep(_retry_delay(e, attempt))
                 attempt += 1
 
-    def export_traces(self, req) -> None:
-        self._send(self.traces.Export, req)
+    def export_traces(self, req: bytes) -> None:
+        """Send one serialized ``ExportTraceServiceRequest``."""
+        self._send(self.traces, req)
 
-    def export_logs(self, req) -> None:
-        self._send(self.logs.Export, req)
+    def export_logs(self, req: bytes) -> None:
+        """Send one serialized ``ExportLogsServiceRequest``."""
+        self._send(self.logs, req)
 
     def close(self) -> None:
         self.channel.close()
@@ -196,11 +207,11 @@ def send_live(
                 if sdk is not None:
                     sdk.send(batch)
                 else:
-                    raw.export_traces(to_trace_request(batch))
+                    raw.export_traces(trace_request_bytes(batch.spans))
                 stats["requests"] += 1
                 stats["spans"] += len(batch.spans)
             if batch.logs:
-                raw.export_logs(to_logs_request(batch))
+                raw.export_logs(logs_request_bytes(batch.logs))
                 stats["requests"] += 1
                 stats["log_records"] += len(batch.logs)
             if on_batch is not None:

@@ -9,7 +9,14 @@ from collections import Counter
 import pytest
 
 from detector.sim import scenario as sc
-from detector.sim.encode import to_logs_json, to_logs_request, to_trace_json, to_trace_request
+from detector.sim.encode import (
+    to_logs_json,
+    to_logs_request,
+    to_logs_request_reference,
+    to_trace_json,
+    to_trace_request,
+    to_trace_request_reference,
+)
 from detector.sim.generator import Simulator
 from detector.sim.incidents import parse_time
 from detector.sim.model import SCHEMA_NEW, SCHEMA_OLD
@@ -102,6 +109,18 @@ def test_auth_traffic(half_hour):
     assert any(isinstance(lg[3], str) for lg in logs)
     err_logs = [lg for lg in logs if lg[2] >= 17]
     assert err_logs and all(lg[5] and lg[6] for lg in err_logs)  # tied to spans
+
+
+def test_fast_wire_encoding_equals_reference():
+    sim = Simulator(NOON, 60, seed=4)
+    n = 0
+    for b in sim.batches():
+        b.logs.append((b.logs[0][0] if b.logs else b.spans[0][0], b.start, 9, {"k": [1, 2.5, "x", True], "n": {"a": b"\x00"}},
+                       [("neg", -5), ("f", 0.25), ("arr", ["a", "b"])], b"", b""))
+        assert to_trace_request(b) == to_trace_request_reference(b)
+        assert to_logs_request(b) == to_logs_request_reference(b)
+        n += len(b.spans)
+    assert n > 500
 
 
 def test_otlp_json_encoding():
