@@ -351,3 +351,25 @@ def test_scores_are_bounded_rows_without_identities():
 def test_outcomes_from_http_and_grpc(status, grpc, expected):
     recs = [span(T0 + i, "alice", ATTACKER, status, grpc=grpc, op="auth.v1.Auth/Authenticate") for i in range(12)]
     assert kinds(run(detector(), recs)) == expected
+
+
+def test_stuffing_successes_from_failing_sources_make_it_critical_not_separate_alerts():
+    recs = normal_logins(T0, 1200, per_second=2.0, typo=0.02)
+    t1 = T0 + 1200
+    # 30 sources, each tries 8 leaked pairs (all fail) and then one that works
+    for s in range(30):
+        for k in range(8):
+            recs.append(span(t1 + s + k * 0.05, f"leaked{s}-{k}", f"100.64.{s}.9", 401))
+        recs.append(span(t1 + s + 0.5, f"valid{s}", f"100.64.{s}.9", 200))
+    res = run(detector(), recs)
+    assert kinds(res) == {"credential_stuffing"}
+    crit = [c for _, c in res if c.severity == "critical"]
+    assert crit and crit[0].observed["successes_after_failure_runs"] >= 1
+    assert all(p.startswith("h:") for p in crit[0].observed["compromised_principals"])
+
+
+def test_stuffing_sources_are_not_brute_force():
+    # one source, 12 different accounts once each, a success in between: neither spraying (ratio) nor brute force
+    recs = [span(T0 + i, f"acct{i}", ATTACKER, 401) for i in range(12)]
+    recs += [span(T0 + 3.5, "ok1", ATTACKER, 200), span(T0 + 7.5, "ok2", ATTACKER, 200)]
+    assert only(run(detector(), recs), "brute_force") == []
