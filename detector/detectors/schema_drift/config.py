@@ -105,7 +105,7 @@ class SchemaDriftConfig(SchemaDriftTunables, OverridableMixin):
     max_populations: int = Field(50_000, ge=1, description="populations in total (spans, logs, resources); least recently seen evicted")
     max_keys_per_population: int = Field(256, ge=1, description="attribute keys learned per population; more overflow")
     max_signatures_per_window: int = Field(256, ge=1, description="distinct key-type signatures per population per window before the per-key fallback")
-    value_sample_per_window: int = Field(64, ge=0, description="records per population and window whose values feed the cardinality estimate")
+    value_sample_per_window: int = Field(16, ge=0, description="records per population and window whose values feed the cardinality estimate")
     exact_distinct_cap: int = Field(64, ge=1, description="distinct values kept exactly per key before a NUnique sketch takes over")
     max_log_templates: int = Field(200, ge=1, description="Drain clusters per log population")
     population_ttl: Duration = Field("24h", description="populations unseen this long are forgotten")

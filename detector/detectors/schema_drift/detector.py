@@ -180,12 +180,15 @@ class SchemaDriftDetector(Detector):
         if pw is None:
             return
         a = res.attrs
-        sk = (tuple(a), tuple(map(type, a.values())))
-        c = pw.sigs.get(sk)
+        keys = tuple(a)
+        types = tuple(map(type, a.values()))
+        h = hash((keys, types))
+        c = pw.sigs.get(h)
         if c is not None:
-            pw.sigs[sk] = c + n
+            pw.sigs[h] = c + n
         elif len(pw.sigs) < self.config.max_signatures_per_window:
-            pw.sigs[sk] = n
+            pw.new_sig(h, keys, types, b"")
+            pw.sigs[h] = n
         else:
             for _ in range(min(n, 16)):
                 pw.fallback(a, 2 * self.config.max_keys_per_population)
@@ -229,20 +232,34 @@ class SchemaDriftDetector(Detector):
                 if pw is None:
                     continue
             a = s.attrs
-            sk = (tuple(a), tuple(map(type, a.values())))
+            keys = tuple(a)
+            vals = tuple(a.values())
+            types = tuple(map(type, vals))
+            h = hash((keys, types))
             sigs = pw.sigs
-            c = sigs.get(sk)
+            c = sigs.get(h)
             if c is not None:
-                sigs[sk] = c + 1
+                sigs[h] = c + 1
             elif len(sigs) < sig_cap and acc.nsigs < _GLOBAL_SIG_CAP:
-                sigs[sk] = 1
+                pw.new_sig(h, keys, types, s.trace_id)
                 acc.nsigs += 1
-                if s.trace_id:
-                    pw.ex[sk] = s.trace_id
             else:
                 pw.fallback(a, kc_cap)
-            if pw.enum:
-                pw.count_values(a)
+                if pw.enum:
+                    pw.count_values(a)
+                h = None
+            if h is not None and pw.enum:
+                g = pw.getters.get(h)
+                if g is not None:
+                    try:
+                        vk = (h, g[0](vals))
+                        c = pw.vsig.get(vk)
+                        if c is not None:
+                            pw.vsig[vk] = c + 1
+                        else:
+                            pw.count_value_sig(h, vals, a)
+                    except TypeError:
+                        pw.count_values(a)
             if pw.nsamp < nsample:
                 pw.sample(a)
             pw.n += 1
@@ -291,17 +308,9 @@ class SchemaDriftDetector(Detector):
                     continue
             if tb is not dict:
                 continue
-            sk = (tuple(body), tuple(map(type, body.values())))
-            c = pw.sigs.get(sk)
-            if c is not None:
-                pw.sigs[sk] = c + 1
-            elif len(pw.sigs) < sig_cap and acc.nsigs < _GLOBAL_SIG_CAP:
-                pw.sigs[sk] = 1
-                acc.nsigs += 1
-                if r.trace_id:
-                    pw.ex[sk] = r.trace_id
-            else:
-                pw.fallback(body, kc_cap)
+            before = len(pw.sigs)
+            pw.add_record(body, r.trace_id, sig_cap if acc.nsigs < _GLOBAL_SIG_CAP else 0, kc_cap)
+            acc.nsigs += len(pw.sigs) - before
             if pw.nsamp < nsample:
                 pw.sample(body)
             pw.n += 1

@@ -40,10 +40,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
-
 from detector.detectors.schema_drift import semconv
-from detector.detectors.schema_drift.state import OVERFLOW, SCALARS, KeyStat, PopState, Stat
+from detector.detectors.schema_drift.state import NUNIQUE_ERROR, OVERFLOW, SCALARS, KeyStat, PopState, Stat
 
 _SCALAR_NAMES = frozenset(("string", "bool", "int", "double", "bytes"))
 
@@ -340,6 +338,8 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
             wn = sum(w.values())
             if wn < cfg.min_records:
                 continue
+            if len(w) == 1 and len(ks.vals) == 1 and next(iter(w)) in ks.vals:
+                continue  # a constant that stayed constant
             new = {v: c for v, c in w.items() if v not in ks.vals}
             n_new = len(new) + (cfg.cardinality_new_values if OVERFLOW in new else 0)
             if n_new >= cfg.cardinality_new_values:
@@ -449,26 +449,37 @@ def _gtest(ks: KeyStat, w: dict, wn: int) -> tuple[float, int, float]:
 
     Cells: every learned value plus one cell for never-seen values; learned
     probabilities are smoothed with 0.5 pseudo-counts (Jeffreys prior) so that
-    no expected count is zero.
+    no expected count is zero. Plain Python: at <= ~100 cells it is faster than
+    numpy's per-call overhead; the p-values of all tests of a window are then
+    computed in one vectorised ``scipy.stats.chi2.sf`` call.
     """
     vals = ks.vals or {}
-    keys = list(vals)
-    k = len(keys)
-    base = np.fromiter((vals[v] for v in keys), float, k)
-    base = np.append(base, 0.0) + 0.5
-    p = base / base.sum()
-    obs = np.fromiter((w.get(v, 0) for v in keys), float, k)
-    obs = np.append(obs, wn - obs.sum())
-    exp = wn * p
-    mask = obs > 0
-    g = float(2.0 * np.sum(obs[mask] * np.log(obs[mask] / exp[mask])))
-    q = obs / wn
+    k = len(vals)
+    denom = ks.vn + 0.5 * (k + 1)
+    g = 0.0
+    js = 0.0
+    seen = 0
+    log = math.log
+    for v, bw in vals.items():
+        p = (bw + 0.5) / denom
+        o = w.get(v, 0)
+        seen += o
+        q = o / wn
+        m = 0.5 * (p + q)
+        js += p * log(p / m)
+        if o:
+            g += o * log(o / (wn * p))
+            js += q * log(q / m)
+    o = wn - seen
+    p = 0.5 / denom
+    q = o / wn
     m = 0.5 * (p + q)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_p = np.nansum(np.where(p > 0, p * np.log2(p / m), 0.0))
-        kl_q = np.nansum(np.where(q > 0, q * np.log2(q / m), 0.0))
-    js = math.sqrt(max(0.0, 0.5 * (kl_p + kl_q)))
-    return g, k, js
+    js += p * log(p / m)
+    if o > 0:
+        g += o * log(o / (wn * p))
+        js += q * log(q / m)
+    js = math.sqrt(max(0.0, 0.5 * js / math.log(2)))
+    return 2.0 * g, k, js
 
 
 def _value_finding(st, k, ks, w, wn, new, env, desc, prefix, stat, score, threshold) -> Finding:
@@ -574,7 +585,7 @@ def learn(st: PopState, stat: Stat, env: Env, frozen: set, accepted: set) -> int
             ks.distinct = None
             from river import sketch
 
-            ks.nu = sketch.NUnique(error_rate=0.05)
+            ks.nu = sketch.NUnique(error_rate=NUNIQUE_ERROR)
         if ks.enum:
             w = stat.values.get(k)
             if k in adopt_vals and w:

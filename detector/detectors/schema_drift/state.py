@@ -27,6 +27,8 @@ unlike ``sketch.Counter``/``sketch.Set``, see research/algorithms.md §1.4).
 
 from __future__ import annotations
 
+from hashlib import blake2b
+from operator import itemgetter
 from typing import Any
 
 from river import sketch
@@ -42,7 +44,25 @@ TYPE_NAMES: dict[type, str] = {
 }
 SCALARS = frozenset((str, bool, int, float, bytes))
 _VALUE_CAP = 256  # distinct values counted per enum key per window; more go to OVERFLOW
+NUNIQUE_ERROR = 0.1  # relative error of the distinct-count sketch: 128 registers, ~1 KiB
+VSIG_CAP = 1024  # distinct enum-value tuples per population per window before per-key counting
 OVERFLOW = "\x00other"
+
+
+MAX_VALUE_CHARS = 64
+
+
+def shorten(v: Any) -> Any:
+    """A bounded stand-in for long string/bytes values kept in state (first 40 characters + blake2b digest).
+
+    Keeps memory per remembered value bounded (attackers choose value sizes)
+    and stays stable across processes (unlike ``hash()``).
+    """
+    if type(v) is str and len(v) > MAX_VALUE_CHARS:
+        return v[:40] + "…" + blake2b(v.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    if type(v) is bytes and len(v) > MAX_VALUE_CHARS:
+        return v[:40] + blake2b(v, digest_size=8).digest()
+    return v
 
 
 def tname(t: type) -> str:
@@ -51,23 +71,64 @@ def tname(t: type) -> str:
 
 
 class PopWin:
-    """Counts of one population in one open window (hot path: dict increments only)."""
+    """Counts of one population in one open window (hot path: dict increments only).
 
-    __slots__ = ("st", "n", "sigs", "ex", "kc", "ovf", "enum", "values", "samples", "nsamp", "tpl", "start")
+    ``sigs`` is keyed by ``hash((keys, types))`` of a record (an int key: no
+    tuple comparison on a hit; a 64-bit collision would merge two signatures'
+    counts), ``sigdef`` keeps the signature itself the first time it is seen.
+    ``getters[h]`` picks the enum keys' values out of ``tuple(attrs.values())``
+    by position (``operator.itemgetter``), so counting enum values costs one
+    C call and one dict increment per record: ``vsig[(h, values)]``.
+    """
+
+    __slots__ = (
+        "st", "n", "sigs", "sigdef", "getters", "ex", "kc", "ovf", "enum", "vsig", "values", "samples", "nsamp", "tpl",
+        "start",
+    )
 
     def __init__(self, st: "PopState", start: float) -> None:
         self.st = st
         self.n = 0
-        self.sigs: dict[tuple, int] = {}
-        self.ex: dict[tuple, bytes] = {}
+        self.sigs: dict[int, int] = {}
+        self.sigdef: dict[int, tuple] = {}
+        self.getters: dict[int, tuple] = {}
+        self.ex: dict[int, bytes] = {}
         self.kc: dict[tuple, int] | None = None
         self.ovf = 0
         self.enum: tuple = st.enum
+        self.vsig: dict[tuple, int] = {}
         self.values: dict[str, dict] = {k: {} for k in st.enum}
         self.samples: dict[str, dict] = {}
         self.nsamp = 0
         self.tpl: dict[int, int] = {}
         self.start = start
+
+    def new_sig(self, h: int, keys: tuple, types: tuple, tid: bytes) -> None:
+        """Register signature ``h`` the first time it is seen in this window."""
+        self.sigs[h] = 1
+        self.sigdef[h] = (keys, types)
+        if tid:
+            self.ex[h] = tid
+        if self.enum:
+            en = set(self.enum)
+            idx = [i for i, k in enumerate(keys) if k in en]
+            if idx:
+                ek = tuple(keys[i] for i in idx)
+                getter = itemgetter(*idx) if len(idx) > 1 else (lambda vals, i=idx[0]: (vals[i],))
+                self.getters[h] = (getter, ek)
+
+    def add_record(self, attrs: dict, tid: bytes, sig_cap: int, kc_cap: int) -> None:
+        """Count one record's signature (the non-inlined path used for logs and resources)."""
+        keys = tuple(attrs)
+        types = tuple(map(type, attrs.values()))
+        h = hash((keys, types))
+        c = self.sigs.get(h)
+        if c is not None:
+            self.sigs[h] = c + 1
+        elif len(self.sigs) < sig_cap:
+            self.new_sig(h, keys, types, tid)
+        else:
+            self.fallback(attrs, kc_cap)
 
     def fallback(self, attrs: dict, cap: int) -> None:
         """Per-key counting once the signature cap of the window is reached (key floods)."""
@@ -89,7 +150,10 @@ class PopWin:
         self.nsamp += 1
         samples = self.samples
         for k, v in attrs.items():
-            if type(v) in SCALARS:
+            tv = type(v)
+            if tv in SCALARS:
+                if (tv is str or tv is bytes) and len(v) > MAX_VALUE_CHARS:
+                    v = shorten(v)
                 d = samples.get(k)
                 if d is None:
                     if len(samples) >= 1024:
@@ -97,13 +161,36 @@ class PopWin:
                     d = samples[k] = {}
                 d[v] = d.get(v, 0) + 1
 
+    def count_value_sig(self, h: int, vals: tuple, attrs: dict) -> None:
+        """Count the enum-key values of a record with signature ``h`` and ``vals = tuple(attrs.values())``.
+
+        Falls back to :meth:`count_values` for unhashable values or beyond
+        ``VSIG_CAP`` distinct value tuples per window.
+        """
+        g = self.getters.get(h)
+        if g is None:
+            return
+        try:
+            vk = (h, g[0](vals))
+            c = self.vsig.get(vk)
+            if c is not None:
+                self.vsig[vk] = c + 1
+                return
+            if len(self.vsig) < VSIG_CAP:
+                self.vsig[vk] = 1
+                return
+        except TypeError:
+            pass
+        self.count_values(attrs)
+
     def count_values(self, attrs: dict) -> None:
-        """Count values of enum keys (called per record when the population has enums)."""
+        """Count values of enum keys one by one (the slow path of :meth:`count_value_sig`)."""
         values = self.values
         for k in self.enum:
             v = attrs.get(k, values)
             if v is values or type(v) not in SCALARS:
                 continue
+            v = shorten(v)
             d = values[k]
             c = d.get(v)
             if c is not None:
@@ -156,15 +243,33 @@ class Stat:
                 name = tname(t)
                 tt[name] = tt.get(name, 0) + c
 
-        for (keys, types), c in pw.sigs.items():
+        for h, c in pw.sigs.items():
+            keys, types = pw.sigdef[h]
             for k, t in zip(keys, types):
                 put(k, t, c)
-            ex = pw.ex.get((keys, types))
+            ex = pw.ex.get(h)
             if ex and len(self.ex_sigs) < 64:
                 self.ex_sigs.append((frozenset(keys), {k: tname(t) for k, t in zip(keys, types)}, ex))
         if pw.kc:
             for (k, t), c in pw.kc.items():
                 put(k, t, c)
+        if pw.vsig:
+            values = self.values
+            for (h, vk), c in pw.vsig.items():
+                for k, v in zip(pw.getters[h][1], vk):
+                    if type(v) not in SCALARS:
+                        continue
+                    v = shorten(v)
+                    d = values.get(k)
+                    if d is None:
+                        d = values[k] = {}
+                    cur = d.get(v)
+                    if cur is not None:
+                        d[v] = cur + c
+                    elif len(d) < _VALUE_CAP:
+                        d[v] = c
+                    else:
+                        d[OVERFLOW] = d.get(OVERFLOW, 0) + c
         for src, dst in ((pw.values, self.values), (pw.samples, self.samples)):
             for k, d in src.items():
                 if not d:
@@ -234,7 +339,7 @@ class KeyStat:
                     continue
                 dist[v] = dist.get(v, 0) + c
             if len(dist) > cap:
-                self.nu = sketch.NUnique(error_rate=0.05)
+                self.nu = sketch.NUnique(error_rate=NUNIQUE_ERROR)
                 for v in dist:
                     self.nu.update(repr(v))
                 self.distinct = None
