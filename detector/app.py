@@ -53,7 +53,7 @@ alert_log = logging.getLogger("otel_anomaly.alerts")
 disable_created_metrics()  # no *_created series (CONTRACT: the metric list is exact)
 
 DETECTOR_CLASSES: dict[str, str] = {
-    "error_rate": "detector.detectors.placeholder:PlaceholderErrorRateDetector",
+    "error_rate": "detector.detectors.error_rate.detector:ErrorRateDetector",
     "schema_drift": "detector.detectors.schema_drift.detector:SchemaDriftDetector",
     "auth": "detector.detectors.auth.detector:AuthDetector",
 }
