@@ -23,6 +23,7 @@ fields as unknown instead of failing).
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import zlib
@@ -52,17 +53,23 @@ class ReplayInputError(Exception):
         super().__init__(f"{where}: {message}")
 
 
-def _open_bytes(path: Path) -> bytes:
+_GZIP_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def _open(path: Path):
+    """Open ``path`` for binary reading, transparently gunzipping (gzip magic bytes)."""
     try:
-        data = path.read_bytes()
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except OSError as exc:
         raise ReplayInputError(path, None, f"cannot read: {exc.strerror or exc}") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ReplayInputError(path, None, f"corrupt gzip data: {exc}") from None
-    return data
+    try:
+        head = raw.peek(2)[:2]
+    except OSError as exc:
+        raw.close()
+        raise ReplayInputError(path, None, f"cannot read: {exc.strerror or exc}") from None
+    if head == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
+    return raw, raw
 
 
 def _signal_hint(path: Path) -> str | None:
@@ -76,13 +83,13 @@ def _signal_hint(path: Path) -> str | None:
     return None
 
 
-def _is_json(path: Path, data: bytes) -> bool:
+def _is_json(path: Path, head: bytes) -> bool:
     suffixes = [s.lower() for s in path.suffixes]
     if any(s in JSON_SUFFIXES for s in suffixes):
         return True
     if any(s in BINARY_SUFFIXES for s in suffixes):
         return False
-    return data.lstrip()[:1] in (b"{", b"")
+    return head.lstrip()[:1] in (b"{", b"")
 
 
 def iter_requests(path: str | os.PathLike) -> Iterator[tuple[str, object]]:
@@ -107,38 +114,64 @@ def iter_requests(path: str | os.PathLike) -> Iterator[tuple[str, object]]:
             if child.is_file() and base.endswith(JSON_SUFFIXES + BINARY_SUFFIXES):
                 yield from iter_requests(child)
         return
-    data = _open_bytes(p)
-    if _is_json(p, data):
-        yield from _iter_json(p, data)
-    else:
-        yield from _iter_binary(p, data)
+    stream, raw = _open(p)
+    with raw, stream:
+        try:
+            head = stream.peek(4096)[:4096]
+        except _GZIP_ERRORS as exc:
+            raise ReplayInputError(p, None, f"corrupt gzip data: {exc}") from None
+        if _is_json(p, head):
+            yield from _iter_json(p, stream)
+            return
+        try:
+            data = stream.read()
+        except _GZIP_ERRORS as exc:
+            raise ReplayInputError(p, None, f"corrupt gzip data: {exc}") from None
+    yield from _iter_binary(p, data)
 
 
-def _iter_json(path: Path, data: bytes) -> Iterator[tuple[str, object]]:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", "replace")  # bad bytes inside strings become U+FFFD
-    lines = text.splitlines()
-    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+def _lines(path: Path, stream) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of every line; invalid UTF-8 bytes become U+FFFD."""
+    lineno = 0
+    it = iter(stream)
+    while True:
+        try:
+            raw = next(it)
+        except StopIteration:
+            return
+        except _GZIP_ERRORS as exc:
+            raise ReplayInputError(path, lineno + 1, f"corrupt gzip data: {exc}") from None
+        lineno += 1
+        yield lineno, raw.decode("utf-8", "replace")
+
+
+def _iter_json(path: Path, stream) -> Iterator[tuple[str, object]]:
+    """JSON lines, streamed; or, when the first non-blank line is not a whole object, a
+    sequence of (pretty-printed) JSON objects read as one text."""
+    lines = _lines(path, stream)
+    first = None
+    for lineno, line in lines:
+        if line.strip():
+            first = (lineno, line)
+            break
     if first is None:
         return
     try:
-        first_obj = json.loads(lines[first])
-        line_mode = isinstance(first_obj, dict)
+        line_mode = isinstance(json.loads(first[1]), dict)
     except (ValueError, RecursionError):
         line_mode = False
     if line_mode:
-        for i in range(first, len(lines)):
-            line = lines[i]
+        for lineno, line in itertools.chain([first], lines):
             if not line.strip():
                 continue
             try:
                 yield parse_request(json.loads(line))
             except (ValueError, RecursionError) as exc:  # json.JSONDecodeError, OtlpJsonError, too deep
-                raise ReplayInputError(path, i + 1, _why(exc)) from None
+                raise ReplayInputError(path, lineno, _why(exc)) from None
         return
-    # A sequence of (pretty-printed) JSON objects.
+    # A sequence of (pretty-printed) JSON objects: small files, read as one text.
+    offset = first[0] - 1  # blank lines before the first object
+    text = first[1] + "".join(line for _, line in lines)
     decoder = json.JSONDecoder()
     pos, n = 0, len(text)
     while True:
@@ -146,13 +179,13 @@ def _iter_json(path: Path, data: bytes) -> Iterator[tuple[str, object]]:
             pos += 1
         if pos >= n:
             return
-        line = text.count("\n", 0, pos) + 1
+        line = offset + text.count("\n", 0, pos) + 1
         try:
             obj, pos = decoder.raw_decode(text, pos)
             yield parse_request(obj)
         except (ValueError, RecursionError) as exc:
             if isinstance(exc, json.JSONDecodeError):
-                line = exc.lineno
+                line = offset + exc.lineno
             raise ReplayInputError(path, line, _why(exc)) from None
 
 

@@ -235,3 +235,15 @@ def test_reader_directory(tmp_path):
     (tmp_path / "a.pb").write_bytes(t.SerializeToString())
     (tmp_path / "notes.txt").write_text("ignored")
     assert [s for s, _ in iter_requests(tmp_path)] == ["traces", "traces"]
+
+
+def test_reader_truncated_gzip_stream_names_the_line(tmp_path):
+    t = trace_request({}, resource={"service.name": "svc"})
+    body = gzip.compress(((_json_line(t) + "\n") * 2000).encode())
+    p = tmp_path / "cut.jsonl.gz"
+    p.write_bytes(body[: len(body) // 2])
+    got = 0
+    with pytest.raises(ReplayInputError, match="corrupt gzip data") as err:
+        for _ in iter_requests(p):
+            got += 1
+    assert got > 0 and err.value.line is not None and err.value.line > got
