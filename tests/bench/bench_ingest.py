@@ -340,9 +340,10 @@ def report(res: dict, seconds: float, inflight: int, workers: int) -> str:
         "Reading (issue 2 targets: ≥ 60,000 spans/s for one process, ≥ 0.5 × bare): the bare walk only touches "
         "each attribute's key and value type; `decode_traces` must also create every value and its dict "
         "(≈ +25 %), the span fields, semantic-convention lookups and the SpanRecord (measured split: bare 6.6, "
-        "+ values/dicts 1.7, + fields/semconv 1.2, + record and retention 1.9 µs CPU per span). Receiving through "
-        "grpcio adds ≈ 2-3 µs CPU per span (HTTP/2, copies, thread hand-offs; the handler-thread count 1/2/16 made "
-        "no difference). One core therefore carries ≈ 70 k spans/s through the receiver; the GIL caps a process "
+        "+ values/dicts 1.7, + fields/semconv 1.2, + record and retention 1.9 µs CPU per span, separate "
+        "measurement). grpcio itself, with a no-op handler, costs ≈ 0.85 ms CPU per 400 kB call (≈ 0.85 µs/span); "
+        "with decoding, the gRPC row costs ≈ 2 µs/span more than decode alone (grpc core threads and the handler "
+        "thread sharing one GIL/cache; the handler-thread count 1/2/16 made no difference). One core therefore carries ≈ 70 k spans/s through the receiver; the GIL caps a process "
         "at about one core of Python, so more needs more processes (SO_REUSEPORT / sharding).",
         END,
     ]
