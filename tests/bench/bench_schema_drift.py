@@ -233,7 +233,7 @@ def report(cs: list[dict], m: dict, f: dict) -> str:
         "Memory bound under a key flood: per open window and population at most `max_signatures_per_window` (256) "
         "signatures, 2 × `max_keys_per_population` per-key fallback counters and 1024 sampled keys; at most 20,000 "
         "signatures per window over all populations; learned keys ≤ `max_keys_per_population` per population "
-        "(singleton keys are never learned); populations ≤ `max_operations_per_service` per service and "
+        "(after warm-up a key is learned only once it reaches `min_records` records in a test); populations ≤ `max_operations_per_service` per service and "
         "`max_populations` in total (LRU).",
         END,
     ]

@@ -394,3 +394,24 @@ def test_config_rejects_bad_values(bad):
 
 def test_detector_name():
     assert SchemaDriftDetector.name == "schema_drift"
+
+
+def test_rename_in_the_middle_of_a_window_is_reported_as_the_rename():
+    def before(rnd, i):
+        return {"http.request.method": "POST", "order_id": str(rnd.randrange(10**6))}
+
+    def mid(rnd, i):
+        return {"http.request.method": "POST", ("order_id" if i < 20 else "orderId"): str(rnd.randrange(10**6))}
+
+    def after(rnd, i):
+        return {"http.request.method": "POST", "orderId": str(rnd.randrange(10**6))}
+
+    det, drv, res = warmed(before)
+    first = drv.window(spans_of(res, "POST /pay", mid, n=40))  # half before, half after the switch
+    second = drv.window(spans_of(res, "POST /pay", after))
+    assert kinds(first) == kinds(second) == [("attribute_renamed", "warning")]
+    assert first[0].alert_id == second[0].alert_id
+    # dup-style co-occurrence of an unknown pair is not a rename: B is simply added
+    det, drv, res = warmed(before)
+    got = drv.window(spans_of(res, "POST /pay", lambda rnd, i: {**before(rnd, i), "orderId": "x"}))
+    assert kinds(got) == [("attribute_added", "warning")]

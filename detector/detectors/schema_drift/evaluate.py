@@ -152,7 +152,7 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
     # --- key overflow (floods of random keys): one finding per population, no per-key noise
     new_keys = [k for k in kcount if k not in st.keys and not ign(k)]
     room = env.key_cap - len(st.keys)
-    admissible = sum(1 for k in new_keys if kcount[k] >= 2 or kcount[k] >= 0.01 * n)
+    admissible = sum(1 for k in new_keys if kcount[k] >= cfg.min_records)
     overflow = stat.ovf > 0 or len(new_keys) >= env.key_cap or admissible > room
     if overflow:
         out.append(
@@ -197,6 +197,21 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
                 del added[b]
                 break
 
+    # a rename in the middle of the tested window: A dropped by about B's share, the two rarely together
+    partial: set[str] = set()
+    for b, cb in added.items():
+        share_b = cb / n
+        for a, ks in st.keys.items():
+            if a in removed or a in partial or ign(a) or st.N <= 0:
+                continue
+            pa = min(1.0, ks.s / st.N)
+            if pa < cfg.removed_baseline_presence:
+                continue
+            share_a = kcount.get(a, 0) / n
+            if share_a < pa - cfg.rename_presence_tolerance and abs(share_a + share_b - pa) < cfg.rename_presence_tolerance:
+                removed[a] = (pa, share_a)
+                partial.add(a)
+
     # renames: semconv pairs first, then unknown pairs matched best-first over all (removed, added)
     pairs: list[tuple[str, str, tuple | None, bool]] = []
     for a in list(removed):
@@ -210,11 +225,11 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
             pairs.append((a, hit[0], hit[1], True))
             del removed[a]
     ranked = []
-    for a, (pa, _) in removed.items():
+    for a, (pa, share_a) in removed.items():
         base_t = {t for t, w in st.keys[a].types.items() if w > 0}
         dist = st.keys[a].distinct or {}
         for cand, c in added.items():
-            diff = abs(pa - c / n)
+            diff = abs(pa - c / n - (share_a if a in partial else 0.0))
             if diff >= cfg.rename_presence_tolerance or not base_t & set(stat.key_types.get(cand, {})):
                 continue
             same_values = any(v in dist for v in stat.samples.get(cand, {}))
@@ -227,6 +242,8 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
             pairs.append((a, cand, None, False))
             del removed[a]
             del added[cand]
+    for a in partial:
+        removed.pop(a, None)  # a partial drop alone is not a removal
     gone = {a: (st.presence(a), kcount.get(a, 0) / n) for a, _, _, _ in pairs}
     for a, b, version, dup_ended in pairs:
         pa, share_a = gone[a]
@@ -627,7 +644,7 @@ def learn(st: PopState, stat: Stat, env: Env, frozen: set, accepted: set) -> int
         if k in st.keys or ign(k) or ("new", k) in frozen_keys:
             continue
         share = adopt_share.get(k)
-        if share is None and env.armed and c < 2 and c < 0.01 * n:
+        if share is None and env.armed and c < cfg.min_records:
             continue
         if len(st.keys) >= env.key_cap:
             rejected += 1
