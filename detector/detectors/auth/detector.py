@@ -633,21 +633,22 @@ class AuthDetector(Detector):
                     ps.run_sources = None
                 ps.run += n
                 ps.run_last = t
-                if ps.run_sources is None:
-                    ps.run_sources = {hs}
-                elif len(ps.run_sources) < SMALL_CAP:
-                    ps.run_sources.add(hs)
+                # small tuples, not sets: most runs and most principals involve one or two sources
+                rs = ps.run_sources
+                if rs is None:
+                    ps.run_sources = (hs,)
+                elif hs not in rs and len(rs) < SMALL_CAP:
+                    ps.run_sources = rs + (hs,)
             elif o == OK:
                 if ps.run >= min_run and t - ps.run_last <= lookback:
                     in_run = hs in (ps.run_sources or ())
-                    known = bool(ps.known) and hs in ps.known
+                    known = hs in (ps.known or ())
                     hits.append((t, ps.run, hs, in_run, known))
                 ps.run = 0
                 ps.run_sources = None
-                if ps.known is None:
-                    ps.known = {}
-                if hs is not None and len(ps.known) < SMALL_CAP:
-                    ps.known[hs] = 1  # this source authenticated the principal before
+                kn = ps.known or ()
+                if hs is not None and hs not in kn and len(kn) < SMALL_CAP:
+                    ps.known = kn + (hs,)  # sources that authenticated the principal before
         return hits
 
     # -- sources: password_spraying, success_after_failures (source path)
@@ -799,16 +800,13 @@ class AuthDetector(Detector):
         oldest = idx - ht_w + 1
         for ht, ta in sa.tok.items():
             ts = self._tokens.get_or_create((service, ht), idx)
-            for n in ta.nets:
-                touch_capped(ts.nets, n, idx, 1, SMALL_CAP)
-            for x in ta.sources:
-                touch_capped(ts.sources, x, idx, 1, SMALL_CAP)
-            for x in ta.uas:
-                touch_capped(ts.uas, x, idx, 1, SMALL_CAP)
-            for x in ta.principals:
-                touch_capped(ts.principals, x, idx, 1, SMALL_CAP)
-            for d in (ts.nets, ts.sources, ts.uas, ts.principals):
-                prune_members(d, oldest)
+            for d, new in ((ts.nets, ta.nets), (ts.uas, ta.uas)):
+                for x in new:
+                    if x in d or len(d) < SMALL_CAP:
+                        d[x] = idx
+                if len(d) > 1:
+                    for x in [x for x, last in d.items() if last < oldest]:
+                        del d[x]
             nets = len(ts.nets)
             uas = len(ts.uas)
             r = nets / thr
@@ -817,8 +815,8 @@ class AuthDetector(Detector):
                 ts.alerting = idx + ht_w
                 out.append(self._cand(
                     "token_reuse", service, {"token": ht}, r, "warning",
-                    {"networks": nets, "sources": len(ts.sources), "user_agents": uas,
-                     "principals": len(ts.principals), "horizon_seconds": ht_w * ws},
+                    {"networks": nets, "user_agents": uas, "window_sources": len(ta.sources),
+                     "window_principals": len(ta.principals), "horizon_seconds": ht_w * ws},
                     {"min_networks": thr, "configured_min_networks": cfg.token_min_networks, "population_quantile": q,
                      "min_user_agents": cfg.token_min_user_agents},
                     f"one token used from {nets} networks and {uas} user agents in {ht_w * ws:g}s "

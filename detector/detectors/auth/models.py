@@ -116,10 +116,10 @@ class PrincipalState:
         self.last = 0
         self.buckets = Buckets()
         self.sources: dict[str, list[int]] = {}
-        self.known: dict[str, int] | None = None
+        self.known: tuple[str, ...] | None = None
         self.run = 0
         self.run_last = 0.0
-        self.run_sources: set[str] | None = None
+        self.run_sources: tuple[str | None, ...] | None = None
         self.ew_forb = 0.0
         self.alerting = -1
 
@@ -147,16 +147,17 @@ class SourceState:
 
 
 class TokenState:
-    """One token/session id (hashed): source networks, sources and user agents it was used from."""
+    """One token/session id (hashed): source networks and user agents it was used from.
 
-    __slots__ = ("last", "nets", "sources", "uas", "principals", "alerting")
+    ``nets`` / ``uas``: hashed network (/24, /48) or user agent → last window index (capped at 16).
+    """
+
+    __slots__ = ("last", "nets", "uas", "alerting")
 
     def __init__(self) -> None:
         self.last = 0
-        self.nets: dict[str, list[int]] = {}
-        self.sources: dict[str, list[int]] = {}
-        self.uas: dict[str, list[int]] = {}
-        self.principals: dict[str, list[int]] = {}
+        self.nets: dict[str, int] = {}
+        self.uas: dict[str, int] = {}
         self.alerting = -1
 
 
