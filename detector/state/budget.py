@@ -51,17 +51,19 @@ class Table:
 
 
 TABLES: tuple[Table, ...] = (
-    # pipeline (core): queued records waiting for the worker, remembered span ids
+    # pipeline (core): queued records waiting for the worker (a decoded span with ~8 attributes:
+    # 1.6 KiB), remembered span ids (two generations of ~106 B each)
     Table("pipeline.queue_items", 1_800, 0.16, 1_000),
-    Table("pipeline.dedup_max_entries", 260, 0.08, 10_000),
-    # error_rate: one series per service / edge / operation / log source
-    Table("detectors.error_rate.max_series", 3_000, 0.14, 100),
-    # schema_drift: one population per (service, kind, operation, peer) / log source / resource
-    Table("detectors.schema_drift.max_populations", 24_000, 0.30, 100),
-    # auth: principals, sources, tokens, protected operations
-    Table("detectors.auth.max_principals", 900, 0.10, 100),
-    Table("detectors.auth.max_sources", 900, 0.10, 100),
-    Table("detectors.auth.max_tokens", 900, 0.04, 100),
+    Table("pipeline.dedup_max_entries", 260, 0.06, 10_000),
+    # error_rate: one row per service / edge / operation / log signature series (2.0 KiB measured)
+    Table("detectors.error_rate.max_series", 2_200, 0.14, 100),
+    # schema_drift: one population per (service, kind, operation, peer) / log source / resource;
+    # 4.5 KiB measured with 4 keys, far more with hundreds of keys: budgeted at 24 KiB
+    Table("detectors.schema_drift.max_populations", 24_000, 0.28, 100),
+    # auth: principals, sources, tokens (3.3 / 3.4 KiB measured, incl. per-entity buckets and LRU entry)
+    Table("detectors.auth.max_principals", 3_500, 0.12, 100),
+    Table("detectors.auth.max_sources", 3_600, 0.12, 100),
+    Table("detectors.auth.max_tokens", 3_600, 0.04, 100),
 )
 """The capped tables. The rest of the budget (8 %) is slack for alerts, scores and pickling a checkpoint."""
 

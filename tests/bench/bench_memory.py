@@ -22,7 +22,10 @@ per attack the detector-specific one — ``checkout``'s
 Records are built as normalised :class:`SpanRecord` s (what the receiver
 hands the pipeline); OTLP decode cost is covered by ``bench_ingest``.
 
-Run: ``.venv/bin/python -m tests.bench.bench_memory [--attack services|keys|principals] [--n N] [--budget MIB] [--no-write]``
+Also measures the RSS per tracked item of every capped table (fresh process
+each), which :mod:`detector.state.budget` uses to turn the budget into caps.
+
+Run: ``.venv/bin/python -m tests.bench.bench_memory [--attack services|keys|principals] [--n N] [--budget MIB] [--skip-per-item] [--no-write]``
 Writes its section of ``tests/bench/RESULTS.md`` (between the bench_memory markers).
 """
 
@@ -229,6 +232,82 @@ def child(attack: str, n: int, budget: float) -> dict:
     }
 
 
+PER_ITEM = ("queue", "dedup", "error_rate", "schema_drift", "auth_principals", "auth_sources")
+
+
+def per_item(table: str, n: int) -> dict:
+    """RSS growth per tracked item of one table: ``n`` distinct entities, caps out of the way.
+
+    Returns ``{"table", "n", "items", "rss_delta_mib", "bytes_per_item"}`` where
+    ``items`` is what the table reports holding (tracked series / entries).
+    """
+    import gc
+
+    from detector.config.root import Config
+    from detector.detectors.base import Deployments, DetectorContext, IdentityHasher, Window
+    from detector.pipeline.batch import Batch
+
+    cfg = Config.model_validate({
+        "detectors": {
+            "error_rate": {"max_series": 10 * n},
+            "schema_drift": {"max_populations": 10 * n},
+            "auth": {"max_principals": 10 * n, "max_sources": 10 * n},
+        },
+    })  # fmt: skip
+    ctx = DetectorContext(WIN, IdentityHasher(b"bench"), Deployments())
+    gen = Gen("services", n)
+    t0 = (time.time() // WIN) * WIN - 7200
+    keep: list = []
+    gc.collect()
+    before = rss_mib()
+
+    def spans_for(i: int, t: float) -> list:
+        if table in ("auth_principals", "auth_sources"):
+            user = f"victim{i:07d}" if table == "auth_principals" else f"user{i % 50}"
+            src = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" if table == "auth_sources" else f"10.9.9.{i % 50}"
+            attrs = {"http.request.method": "POST", "http.route": "/login", "user.id": user, "client.address": src}
+            return [gen._span(gen.res["login"], "POST /login", t, False, 401, attrs, user, src)]
+        name = f"svc-{i:07d}"
+        res = gen.Resource(name, "1", {"service.name": name, "service.version": "1"}, "")
+        attrs = {"http.request.method": "GET", "http.route": "/x", "http.response.status_code": 200, "url.scheme": "https"}
+        return [gen._span(res, "GET /x", t, i % 50 == 0, 200, attrs)]
+
+    if table == "queue":
+        from detector.pipeline.queue import BatchQueue
+
+        q = BatchQueue(10 * n)
+        for i in range(0, n, 1000):
+            q.submit(Batch([s for j in range(i, min(n, i + 1000)) for s in spans_for(j, t0 + j * 1e-3)], [], 0, 0.0))
+        items = q.items
+        keep.append(q)
+    elif table == "dedup":
+        from detector.pipeline.dedup import RecentSpans
+
+        r = RecentSpans(3600.0, 10 * n)
+        for i in range(n):
+            r.current.add(i.to_bytes(16, "big") + (i * 7).to_bytes(8, "big"))
+        items = len(r)
+        keep.append(r)
+    else:
+        family = table.split("_")[0] if table.startswith("auth") else table
+        from detector.app import build_detectors, detector_classes  # noqa: F401
+
+        det = build_detectors(cfg, ctx)[family if family != "auth" else "auth"]
+        per_window = 5000
+        w = 0
+        for i in range(0, n, per_window):
+            win = Window.of(int(t0 // WIN) + w, WIN)
+            recs = [s for j in range(i, min(n, i + per_window)) for s in spans_for(j, win.start + 1 + (j - i) * (WIN - 2) / per_window)]
+            det.observe_spans(win, recs)
+            det.close_window(win)
+            w += 1
+        items = det.tracked_series()
+        keep.append(det)
+    gc.collect()
+    delta = rss_mib() - before
+    return {"table": table, "n": n, "items": items, "rss_delta_mib": round(delta, 1), "bytes_per_item": round(delta * 1024 * 1024 / max(items, 1))}
+
+
 def run_attack(attack: str, n: int, budget: float) -> dict:
     """Run :func:`child` in a fresh interpreter; returns its result."""
     out = subprocess.run(
@@ -243,7 +322,31 @@ def run_attack(attack: str, n: int, budget: float) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def render(results: list[dict], command: str) -> str:
+def run_per_item(table: str, n: int) -> dict:
+    """Run :func:`per_item` in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.bench.bench_memory", "--per-item", table, "--n", str(n)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONHASHSEED="0", OTEL_ANOMALY_DETECTOR_CLASSES=REAL_DETECTORS),
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"per-item {table} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+PER_ITEM_WHAT = {
+    "queue": ("pipeline.queue_items", "queued span (4 attributes, shared resource)"),
+    "dedup": ("pipeline.dedup_max_entries", "remembered span id (one generation)"),
+    "error_rate": ("detectors.error_rate.max_series", "series row (service + operation rows per new service)"),
+    "schema_drift": ("detectors.schema_drift.max_populations", "tracked entry (span population, resource population, schema_url entry per new service; 4 keys)"),
+    "auth_principals": ("detectors.auth.max_principals", "principal (failed login, 50 shared sources)"),
+    "auth_sources": ("detectors.auth.max_sources", "source address (failed login, 50 shared principals)"),
+}
+
+
+def render(results: list[dict], command: str, items: list[dict] | None = None) -> str:
     import platform
 
     lines = [
@@ -275,6 +378,15 @@ def render(results: list[dict], command: str) -> str:
     lines += ["", "Alerts that fired (detector/kind: count) — the attacks themselves are visible too:", ""]
     for r in results:
         lines.append(f"- {r['attack']}: " + ", ".join(f"{k} {v}" for k, v in sorted(r["firing_by_kind"].items())))
+    if items:
+        from detector.state.budget import TABLES
+
+        budgeted = {t.path: t.bytes_per_item for t in TABLES}
+        lines += ["", "RSS per tracked item (fresh process per table, caps out of the way, RSS delta / items held):", "",
+                  "| table | item | items | RSS delta MiB | bytes per item | budgeted in `state/budget.py` |", "|---|---|---|---|---|---|"]
+        for it in items:
+            path, what = PER_ITEM_WHAT[it["table"]]
+            lines.append(f"| `{path}` | {what} | {it['items']:,} | {it['rss_delta_mib']} | {it['bytes_per_item']:,} | {budgeted.get(path, 0):,} |")
     lines.append(END)
     return "\n".join(lines) + "\n"
 
@@ -294,11 +406,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--budget", type=float, default=512)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--skip-per-item", action="store_true", help="skip the RSS-per-item measurements")
     ap.add_argument("--child", choices=ATTACKS, help=argparse.SUPPRESS)
+    ap.add_argument("--per-item", choices=PER_ITEM, help="measure one table's RSS per tracked item and print it")
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.n, args.budget)))
         return 0
+    if args.per_item:
+        print(json.dumps(per_item(args.per_item, min(args.n, 100_000))))
+        return 0
+    items = [] if args.skip_per_item else [run_per_item(t, 50_000) for t in PER_ITEM]
+    for it in items:
+        print(json.dumps(it), file=sys.stderr)
     results = []
     for attack in args.attack or ATTACKS:
         r = run_attack(attack, args.n, args.budget)
@@ -307,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMAND + ("" if args.n == 1_000_000 else f" --n {args.n}") + ("" if args.budget == 512 else f" --budget {args.budget:g}")
     if args.attack:
         command += "".join(f" --attack {a}" for a in args.attack)
-    text = render(results, command)
+    text = render(results, command, items)
     print(text)
     if not args.no_write:
         write_section(text)

@@ -15,7 +15,7 @@ def test_plan_divides_the_budget_and_stays_inside_it():
     total = sum(p.mib.values())
     assert total <= 1024 - budget.BASE_MIB
     assert total >= 0.85 * (1024 - budget.BASE_MIB)
-    assert p.caps["detectors.auth.max_principals"] == int((1024 - budget.BASE_MIB) * 0.10 * budget.MIB // 900)
+    assert p.caps["detectors.auth.max_principals"] == int((1024 - budget.BASE_MIB) * 0.12 * budget.MIB // 3_500)
     assert "detectors.error_rate.max_series" in p.describe()
     # twice the budget above the base: twice the caps
     q = budget.plan(2 * 1024 - budget.BASE_MIB)
