@@ -30,7 +30,8 @@ What 3 minutes of baseline (17 windows) can and cannot teach:
   below ~8 % (95 %); the baseline is the population prior (~1 %) shrunk with
   those 36 requests. It cannot see daily cycles or rare-but-normal errors.
 - The default warm-up (5 min) is longer than this baseline, so the test uses
-  ``warmup: 2m``; with the default nothing in the fault window would be armed
+  ``warmup: 2m`` and ``learn_delay: 1m`` (a window is learned a minute after it
+  closed); with the defaults nothing in the fault window would be armed
   (only the "failing from birth" rule could fire, and none of these series
   was failing from birth).
 - ``ts-travel2-service``'s error *ratio* falls in the fault window (8/15 ->
@@ -192,7 +193,7 @@ def replayed(data_dir):
     shift = (max(s.end for s in normal_spans) + WINDOW) - min(s.start for s in fault_spans)
     fault_spans, fault_logs = load(data_dir, FAULT, shift)
     first_fault = int(min(min(s.end for s in fault_spans), min(r.time for r in fault_logs)) // WINDOW)
-    det = ErrorRateDetector(ErrorRateConfig(warmup="2m"), DetectorContext(WINDOW, IdentityHasher(b"nezha"), Deployments()))
+    det = ErrorRateDetector(ErrorRateConfig(warmup="2m", learn_delay="1m"), DetectorContext(WINDOW, IdentityHasher(b"nezha"), Deployments()))
     out = replay(det, normal_spans + fault_spans, normal_logs + fault_logs)
     failing = {s.trace_id.hex() for s in fault_spans if s.is_error}
     return det, out, first_fault, failing

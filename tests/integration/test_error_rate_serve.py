@@ -23,7 +23,7 @@ from tests.support.otlp import span_exporter
 CONFIG = {
     "pipeline": {"window": "1s", "allowed_lateness": "0s"},
     "alerts": {"resolve_after": 3},
-    "detectors": {"error_rate": {"warmup": "3s", "warmup_requests": 50}},
+    "detectors": {"error_rate": {"warmup": "3s", "warmup_requests": 50, "learn_delay": "6s"}},
 }
 # the real detector, whatever the registry in detector/app.py says at the time
 ENV = {"OTEL_ANOMALY_DETECTOR_CLASSES": "error_rate=detector.detectors.error_rate.detector:ErrorRateDetector"}

@@ -13,9 +13,10 @@ Series (``kind``, labels ``service``/``peer``, ``subject``):
 - ``operation_error_rate``: SERVER/CONSUMER spans per ``SpanRecord.operation``
   (subject ``{"operation": ...}``), capped per service.
 - ``log_error_rate``: share of log records with severity >= ERROR per
-  service (subject ``{}``), and, per masked error *signature*, the share of the
-  service's log records that are this error (subject ``{"signature": ...}``),
-  so a new kind of error is seen even when the total error share is flat.
+  service (subject ``{}``), and, per masked error *signature*, the ratio of
+  this error to the service's activity in the window (max of its log records
+  and its server requests; subject ``{"signature": ...}``), so a new kind of
+  error is seen even when the total error share is flat.
 
 Error semantics come from normalisation (``SpanRecord.is_error``: server 4xx
 is not a server error, client 4xx is; ``LogRecord.is_error``).
@@ -33,7 +34,7 @@ numpy; only the ADWIN feed and candidate building loop in Python):
    heterogeneous fleet (0.05 % and 8 % services) shrinks little; floored at
    ``rate_floor``. A new error signature starts from the signature's absence in
    all the service's learned log records. Learning is delayed by
-   ``aggregate_windows`` (the oldest remembered window is learned) and skipped
+   ``learn_delay`` (the oldest remembered window is learned) and skipped
    when any window since was anomalous or the CUSUM holds more than half its
    threshold, so neither the first windows of an incident nor a ramp drag the
    baseline up; after ``adapt_after`` of continuous anomaly the new level is
@@ -61,7 +62,7 @@ numpy; only the ADWIN feed and candidate building loop in Python):
    clean requests in a row that the incident's ratio would have produced an
    error with 99 % probability.
 5. Warm-up: no rise alerts before ``warmup`` and ``warmup_requests``; a
-   series failing from birth is reported (severity warning) once the lower
+   span series failing from birth is reported (severity warning) once the lower
    Wilson bound (z=3) of its ratio since birth reaches ``new_series_floor``.
 6. Severity by effect size: lower Wilson bound (z=3) of the firing evidence
    >= ``critical_ratio`` x p0 or >= p0 + ``critical_increase`` -> critical;
@@ -122,6 +123,7 @@ STATE_VERSION = 1
 HOLD_WINDOWS = 3  # windows without anomaly that end an episode (and make a series evictable)
 MAX_SCORE = 99.0
 _SIG_CACHE_MAX = 4096
+MAX_RING = 360  # windows remembered per series (learning delay / aggregates); 360 x 10 s = 1 h
 EB_MIN_SERIES = 5  # series with enough data before the population spread is trusted
 EB_MIN_REQUESTS = 10.0  # learned requests for a series to count in the spread
 EB_MIN_WEIGHT = 10.0  # the empirical-Bayes prior weight never goes below this (requests)
@@ -173,10 +175,11 @@ class ErrorRateDetector(Detector):
         self._kappa = np.full(5, np.inf)
 
     # -- configuration -------------------------------------------------------------------------
-    @staticmethod
-    def _ring_size(config: ErrorRateConfig) -> int:
+    def _ring_size(self, config: ErrorRateConfig) -> int:
+        """Windows remembered per series: the longest aggregate and the learning delay (<= MAX_RING)."""
         sizes = [config.aggregate_windows] + [o.aggregate_windows for o in config.overrides if o.aggregate_windows]
-        return int(max(sizes))
+        delay = math.ceil(config.learn_delay / self.context.window_seconds)
+        return int(min(MAX_RING, max(max(sizes), delay, 1)))
 
     def _params_for(self, service: str) -> np.ndarray:
         vec = self._svc_params.get(service)
@@ -446,8 +449,10 @@ class ErrorRateDetector(Detector):
             sig_keys = [keys[r] for r in sig_rows.tolist()]
             n_get = n_by_key.get
             k_get = k_by_key.get
-            n[sig_rows] = [n_get((K_LOG, key[1], ""), 0) for key in sig_keys]
-            k[sig_rows] = [k_get(key, 0) for key in sig_keys]
+            # n: the service's activity in the window = max(log records, server requests); a service that
+            # logs only its failures would otherwise give every signature a share near 100 %
+            n[sig_rows] = [max(n_get((K_LOG, key[1], ""), 0), n_get((K_SERVICE, key[1], ""), 0)) for key in sig_keys]
+            k[sig_rows] = np.minimum([k_get(key, 0) for key in sig_keys], n[sig_rows])
 
         # 2. ring of recent windows
         ring = t.ring
@@ -544,7 +549,7 @@ class ErrorRateDetector(Detector):
             r = kk / np.maximum(nn, 1.0)
             return (kk >= c["min_err"]) & (r >= c["min_ratio"] * p0) & (r >= p0 + c["min_inc"])
 
-        idle_w = max(float(ring), 300.0 / wsec)
+        idle_w = max(6.0, 300.0 / wsec)
         fresh = (index - c["last_seen"]) <= idle_w
         # a window with traffic supports the multi-window evidence only if it looks elevated itself
         # (closer to p1 than to p0), so an alert does not outlive the incident by the aggregate's span
@@ -582,7 +587,8 @@ class ErrorRateDetector(Detector):
 
         # warm-up: failing from birth
         lo_cum, _ = wilson_bounds(c["cum_k"], c["cum_n"], 3.0)
-        born_failing = used & ~armed & (c["cum_k"] >= c["min_err"]) & (lo_cum >= c["new_floor"]) & (agg_k > 0)
+        # (not for log series: a service that logs only its failures is "failing from birth" by construction)
+        born_failing = used & ~armed & (kind < K_LOG) & (c["cum_k"] >= c["min_err"]) & (lo_cum >= c["new_floor"]) & (agg_k > 0)
 
         anomalous = (armed & (fired_p | fired_c | fired_a)) | born_failing
 

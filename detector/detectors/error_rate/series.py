@@ -73,7 +73,7 @@ class SeriesTable:
     Attributes:
         index: series key -> row. keys: row -> key (None when free).
         cols: column name -> numpy array of length ``capacity``.
-        ring_n, ring_k: ``(capacity, ring)`` int64 per-window counts of the
+        ring_n, ring_k: ``(capacity, ring)`` int32 per-window counts of the
             last ``ring`` windows (slot = window index mod ring).
         exemplars: row -> list of hex trace ids. adwins: row -> river ADWIN or None.
         hi: high-water mark (rows ``[0, hi)`` may be in use).
@@ -88,8 +88,8 @@ class SeriesTable:
         for name in STATE_I:
             self.cols[name] = np.zeros(capacity, dtype=np.int64)
         self.used = np.zeros(capacity, dtype=bool)
-        self.ring_n = np.zeros((capacity, ring), dtype=np.int64)
-        self.ring_k = np.zeros((capacity, ring), dtype=np.int64)
+        self.ring_n = np.zeros((capacity, ring), dtype=np.int32)
+        self.ring_k = np.zeros((capacity, ring), dtype=np.int32)
         self.index: dict[tuple, int] = {}
         self.keys: list[tuple | None] = [None] * capacity
         self.exemplars: list[list[str] | None] = [None] * capacity
@@ -113,7 +113,7 @@ class SeriesTable:
         self.used = used
         for attr in ("ring_n", "ring_k"):
             old = getattr(self, attr)
-            new = np.zeros((cap, self.ring), dtype=np.int64)
+            new = np.zeros((cap, self.ring), dtype=np.int32)
             new[: self.capacity] = old
             setattr(self, attr, new)
         extra = cap - self.capacity
@@ -126,8 +126,8 @@ class SeriesTable:
         """Change the number of remembered windows (history is dropped)."""
         if ring != self.ring:
             self.ring = ring
-            self.ring_n = np.zeros((self.capacity, ring), dtype=np.int64)
-            self.ring_k = np.zeros((self.capacity, ring), dtype=np.int64)
+            self.ring_n = np.zeros((self.capacity, ring), dtype=np.int32)
+            self.ring_k = np.zeros((self.capacity, ring), dtype=np.int32)
 
     def add(self, key: tuple) -> int:
         """Allocate a zeroed row for ``key`` and return it (the caller sets birth and params)."""
