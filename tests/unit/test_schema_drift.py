@@ -415,3 +415,32 @@ def test_rename_in_the_middle_of_a_window_is_reported_as_the_rename():
     det, drv, res = warmed(before)
     got = drv.window(spans_of(res, "POST /pay", lambda rnd, i: {**before(rnd, i), "orderId": "x"}))
     assert kinds(got) == [("attribute_added", "warning")]
+
+
+def test_partly_removed_required_key_is_a_removal_but_noise_is_not():
+    det, drv, res = warmed()
+
+    def canary(rnd, i):  # 60 % of the senders dropped network.protocol.version
+        a = client_attrs(rnd, i)
+        if i % 5 < 3:
+            del a["network.protocol.version"]
+        return a
+
+    got = drv.window(spans_of(res, "POST /pay", canary))
+    assert [(c.kind, c.severity, c.subject["attribute"]) for c in got] == [("attribute_removed", "warning", "network.protocol.version")]
+    assert "partly" in got[0].summary
+
+    def sometimes(rnd, i):  # a key present on ~95 % that shows 50 % in a small window: chance, not an alert
+        a = client_attrs(rnd, i)
+        if i % 20 == 0 or (i < 10 and i % 2 == 0):
+            del a["network.protocol.version"]
+        return a
+
+    def ninety_five(rnd, i):
+        a = client_attrs(rnd, i)
+        if i % 20 == 0:
+            del a["network.protocol.version"]
+        return a
+
+    det, drv, res = warmed(ninety_five)
+    assert drv.window(spans_of(res, "POST /pay", sometimes, n=10)) == []

@@ -64,7 +64,7 @@ class SchemaDriftTunables(StrictModel):
     max_merged_windows: int = Field(6, ge=1, description="windows merged at most while waiting for min_records")
     half_life_records: float = Field(1000.0, gt=0, description="records after which the learned baseline weighs half")
     added_min_share: float = Field(0.05, ge=0, le=1, description="share of records an unseen key must reach to count as added")
-    optional_presence: float = Field(0.5, ge=0, le=1, description="known keys below this baseline presence are optional: never 'removed'")
+    optional_presence: float = Field(0.5, ge=0, le=1, description="a required key whose window presence falls (significantly) to this or below is partly removed")
     removed_baseline_presence: float = Field(0.9, ge=0, le=1, description="baseline presence a key needs to count as removed")
     removed_max_share: float = Field(0.1, ge=0, le=1, description="window presence at or below which a required key counts as removed")
     rename_presence_tolerance: float = Field(0.2, ge=0, le=1, description="|presence(old, baseline) - presence(new, window)| for a rename")

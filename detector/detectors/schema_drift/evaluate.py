@@ -14,7 +14,9 @@ research/algorithms.md §2.2):
   ``min_records`` records. Known keys never count as added, whatever their
   presence (optional attributes are not alerted).
 - removed: a key with baseline presence >= ``removed_baseline_presence`` drops to
-  <= ``removed_max_share``.
+  <= ``removed_max_share``; or, partly removed (a canary, one instance of
+  several), to <= ``optional_presence`` with a binomial tail probability below
+  ``value_p_value``.
 - renamed: a removed key A and an added key B in the same test, B being A's
   semantic-convention successor, or — unknown pair — with
   |presence(A) - share(B)| < ``rename_presence_tolerance`` and a common value type
@@ -39,6 +41,8 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from scipy.stats import binom
 
 from detector.detectors.schema_drift import semconv
 from detector.detectors.schema_drift.state import NUNIQUE_ERROR, OVERFLOW, SCALARS, KeyStat, PopState, Stat
@@ -298,6 +302,17 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
                 b,
             )
         )
+    # partly removed (a canary or one instance of several): a required key significantly below optional_presence
+    paired = {a for a, _, _, _ in pairs}
+    for a, ks in st.keys.items():
+        if a in removed or a in paired or ign(a) or st.N <= 0:
+            continue
+        pa = min(1.0, ks.s / st.N)
+        c = kcount.get(a, 0)
+        if pa >= cfg.removed_baseline_presence and c / n <= cfg.optional_presence:
+            if binom.cdf(c, n, min(pa, 0.999)) < cfg.value_p_value:
+                removed[a] = (pa, c / n)
+
     for a, (pa, share) in removed.items():
         out.append(
             Finding(
@@ -309,7 +324,8 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
                 cfg.removed_baseline_presence - cfg.removed_max_share,
                 {"share": round(share, 4), "records": n, "after_deploy": env.after_deploy},
                 {"presence": round(pa, 4), "types": sorted(t for t, w in st.keys[a].types.items() if w > 0)},
-                f"{desc}: attribute '{a}' missing: presence {_pct(pa)} -> {_pct(share)} of {n} records",
+                f"{desc}: attribute '{a}' missing: presence {_pct(pa)} -> {_pct(share)} of {n} records"
+                + (" (partly: some senders still send it)" if share > cfg.removed_max_share else ""),
                 stat.exemplars(lambda keys, types, a=a: a not in keys),
                 a,
             )
