@@ -19,6 +19,9 @@ Targets:
 ``config``
     :func:`detector.config.loader.load_config_text` on mutated YAML, then the
     memory-budget plan and per-service resolution; documented: ``ConfigError``.
+``pipeline``
+    decoded mutated requests through an in-process App (real detectors, alert
+    manager); any detector exception is a crash.
 ``receiver``
     a real running gRPC receiver (see :mod:`tests.fuzz.receiver_target`).
 """
@@ -260,6 +263,71 @@ class ConfigTarget(Target):
                 section.for_service(svc)
 
 
+class PipelineTarget(Target):
+    """Mutated OTLP traces/logs decoded and fed through an in-process App's pipeline.
+
+    Exercises the three real detectors and the alert manager with hostile but
+    decodable records (odd types in well-known attributes, extreme times,
+    huge/empty names, thousands of attributes). Byte 0 picks traces or logs.
+    Documented: ``UndecodableRequest``. A crash is any exception from the
+    pipeline or from a detector (the worker would count it in
+    ``otel_anomaly_detector_errors_total`` and lose the window's data).
+    """
+
+    name = "pipeline"
+
+    def __init__(self) -> None:
+        from detector.app import App  # noqa: F401  (ImportError = target absent)
+        from detector.normalise import UndecodableRequest
+
+        self.documented = (UndecodableRequest,)
+        self._app = None
+
+    def setup(self) -> None:
+        import os
+
+        from prometheus_client import CollectorRegistry
+
+        from detector.app import App
+        from detector.config.root import Config
+
+        os.environ.setdefault("OTEL_ANOMALY_DETECTOR_CLASSES", "error_rate=detector.detectors.error_rate.detector:ErrorRateDetector")
+        cfg = Config.model_validate({"state": {"directory": None, "memory_budget_mib": 256}, "pipeline": {"window": "1s", "allowed_lateness": "0s"}})
+        self._app = App(cfg, registry=CollectorRegistry(), serve=False, salt=b"fuzz")
+
+        def reraise(name: str) -> None:
+            raise  # the detector's exception being handled by the worker  # noqa: PLE0704
+
+        self._app.pipeline._detector_failed = reraise
+
+    def teardown(self) -> None:
+        self._app = None
+
+    def seeds(self) -> list[bytes]:
+        return [b"\x00" + d for d in seeds.binary_seeds("traces", 3)] + [b"\x01" + d for d in seeds.binary_seeds("logs", 3)]
+
+    def mutate(self, rng: random.Random, data: bytes, corpus: list[bytes]) -> bytes:
+        head = data[:1] or b"\x00"
+        signal = "logs" if head[0] & 1 else "traces"
+        return head + mutate_request(rng, signal, data[1:], [c[1:] for c in corpus[:50]])
+
+    def execute(self, data: bytes) -> str:
+        import time
+
+        from detector.normalise import decode_logs, decode_traces
+        from detector.pipeline.batch import Batch
+
+        if self._app is None:
+            self.setup()
+        head = data[0] if data else 0
+        res = (decode_logs if head & 1 else decode_traces)(data[1:])
+        if res.accepted:
+            self._app.pipeline.process(Batch(res.spans, res.logs, 0, time.time()))
+            if head & 0x10:
+                self._app.pipeline.flush()
+        return f"{bool(res.spans)}:{bool(res.logs)}"
+
+
 def all_targets() -> list[Target]:
     """Every target whose product code exists in this checkout (missing modules are skipped)."""
     out: list[Target] = []
@@ -270,6 +338,7 @@ def all_targets() -> list[Target]:
         ReplayJsonTarget,
         ReplayBinaryTarget,
         ConfigTarget,
+        PipelineTarget,
     ):
         try:
             out.append(make())
