@@ -246,7 +246,7 @@ class App:
         if self.receiver is not None:
             self.receiver.set_accepting(False)
             self.receiver.stop(grace)
-        drained = self.pipeline.stop(timeout=max(30.0, grace))
+        drained = self.pipeline.stop(timeout=max(120.0, grace))
         if not drained:
             log.error("analysis queue not drained in time; %d items left", self.pipeline.queue.items)
         if self.checkpointer is not None:
@@ -367,6 +367,7 @@ class App:
             for name, det in self.detectors.items():
                 det.reconfigure(getattr(new.detectors, name, None))
             self.alerts.reconfigure(new.alerts)
+            self.pipeline.reconfigure(new.pipeline)
 
         try:
             self.pipeline.run_on_worker(apply)

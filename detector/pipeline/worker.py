@@ -178,8 +178,7 @@ class Pipeline:
         return ok
 
     def _run(self) -> None:
-        tick = self.config.tick
-        next_tick = time.monotonic() + tick
+        next_tick = time.monotonic() + self.config.tick
         while not self._exit:
             item = self.queue.get(timeout=max(0.0, next_tick - time.monotonic()))
             if item is not None:
@@ -193,7 +192,7 @@ class Pipeline:
                 finally:
                     self.queue.done(item)
             if time.monotonic() >= next_tick:
-                next_tick = time.monotonic() + tick
+                next_tick = time.monotonic() + self.config.tick
                 try:
                     self.tick()
                 except Exception:
@@ -389,6 +388,16 @@ class Pipeline:
         if now - self._error_logged.get(name, -1e9) > 60:
             self._error_logged[name] = now
             log.exception("detector %s raised (logged at most once a minute; counted in otel_anomaly_detector_errors_total)", name)
+
+    def reconfigure(self, config: PipelineConfig) -> None:
+        """SIGHUP: apply lateness, skew, dedup, tick and catch-up settings (worker thread).
+        ``window`` and ``queue_items`` need a restart and keep their running values."""
+        self.config = config.model_copy(update={"window": self.config.window, "queue_items": self.config.queue_items})
+        self.clock.lateness = config.allowed_lateness
+        self.clock.max_future_skew = config.max_future_skew
+        self.clock.max_catchup = config.max_catchup_windows
+        self.recent.ttl = config.dedup_ttl
+        self.recent.max_entries = config.dedup_max_entries
 
     # ------------------------------------------------------------------ checkpointing
 

@@ -70,3 +70,13 @@ def test_reload_invalid_keeps_config_and_counts_error(tmp_path):
 def test_ready_status_before_start():
     app = make_app()
     assert app.ready_status() == (False, "restoring state")
+
+
+def test_reload_applies_pipeline_lateness_but_not_window(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("state: {directory: null}\n")
+    app = make_app(str(path))
+    path.write_text("state: {directory: null}\npipeline:\n  allowed_lateness: 30s\n  window: 1m\n")
+    assert app.reload() is True
+    assert app.pipeline.clock.lateness == 30.0
+    assert app.pipeline.clock.length == 10.0 and app.pipeline.config.window == 10.0
