@@ -77,23 +77,32 @@ def registered_families(config=None) -> dict[str, str]:
     return out
 
 
-def feed_pipeline(batches, config, observe: Callable | None = None) -> tuple[list[dict], dict]:
+def new_app(config):
+    """A replay-mode App (event time only, no sockets) with a fixed identity-hash salt."""
+    from prometheus_client import CollectorRegistry
+
+    from detector.app import App
+
+    app = App(config, serve=False, registry=CollectorRegistry(), salt=b"otel-anomaly-eval")
+    app.alerts.listeners.clear()
+    return app
+
+
+def feed_pipeline(batches, config, observe: Callable | None = None, app=None) -> tuple[list[dict], dict]:
     """Run simulator ``batches`` through an in-process App (replay mode).
 
     This is the one place that talks to the core pipeline (the same calls as
     :func:`detector.replay.runner.run_replay`, without the file round trip).
+    ``app``: continue an existing App (default: a new one). The pipeline is not
+    flushed here.
 
     Returns ``(transitions, stats)``: every alert transition as alert JSON, and
-    counts ``{"spans", "log_records", "seconds"}``.
+    counts ``{"spans", "log_records", "seconds", "app"}``.
     """
-    from prometheus_client import CollectorRegistry
-
-    from detector.app import App
     from detector.normalise import normalise_logs, normalise_traces
     from detector.pipeline.batch import Batch
 
-    app = App(config, serve=False, registry=CollectorRegistry(), salt=b"otel-anomaly-eval")
-    app.alerts.listeners.clear()
+    app = app if app is not None else new_app(config)
     transitions: list[dict] = []
     app.alerts.listeners.append(transitions.append)
     n_spans = n_logs = 0
@@ -111,16 +120,35 @@ def feed_pipeline(batches, config, observe: Callable | None = None) -> tuple[lis
             res = normalise_logs(lr)
             n_logs += len(res.logs)
             app.pipeline.process(Batch(res.spans, res.logs, res.data_points, time.time()))
-    app.pipeline.flush()
-    return transitions, {"spans": n_spans, "log_records": n_logs, "seconds": time.perf_counter() - t0}
+    app.alerts.listeners.remove(transitions.append)
+    return transitions, {"spans": n_spans, "log_records": n_logs, "seconds": time.perf_counter() - t0, "app": app}
+
+
+def _result(name, family, description, sim, labels, transitions, rules, stats, t_from, t_to, config, seconds) -> dict:
+    eps = episodes_from_transitions(transitions, config.pipeline.window, config.alerts.open_after)
+    return {
+        "name": name,
+        "family": family,
+        "description": description,
+        "labels": labels,
+        "episodes": eps,
+        "rules": {k: [e for e in v if t_from <= e["fired"] < t_to + 1e-6] for k, v in rules.items()},
+        "spans": stats["spans"],
+        "log_records": stats["log_records"],
+        "seconds": seconds,
+        "start": t_from,
+        "end": t_to,
+        "services": sum(1 for s in sim.services.values() if s.active) or 1,
+        "window": config.pipeline.window,
+    }
 
 
 def run_scenario(name: str, config_path: str | None = None, rate_scale: float | None = None,
                  warmup: float | None = None) -> dict[str, Any]:
-    """Simulate one scenario, run it through the detectors and the reference rules.
+    """Simulate one scenario on its own, run it through the detectors and the reference rules.
 
     Returns a JSON-able dict: name, family, labels, episodes, rules (episodes per
-    reference rule), spans, log_records, seconds, sim_seconds, services, start, end.
+    reference rule), spans, log_records, seconds, services, start, end, window.
     """
     config = load_eval_config(config_path)
     scen = sc.load(name)
@@ -128,24 +156,91 @@ def run_scenario(name: str, config_path: str | None = None, rate_scale: float | 
     refs = ReferenceRules(step=config.pipeline.window)
     t0 = time.perf_counter()
     transitions, stats = feed_pipeline(sim.batches(), config, refs.observe)
-    eps = episodes_from_transitions(transitions, config.pipeline.window, config.alerts.open_after)
-    services = sum(1 for s in sim.services.values() if s.active) or 1
-    return {
-        "name": scen.name,
-        "family": scen.family,
-        "description": scen.description,
-        "labels": sim.labels,
-        "episodes": eps,
-        "rules": refs.episodes(),
-        "spans": stats["spans"],
-        "log_records": stats["log_records"],
-        "seconds": time.perf_counter() - t0,
-        "start": sim.start,
-        "end": sim.end,
-        "onset": scen.first_onset(),
-        "services": services,
-        "window": config.pipeline.window,
-    }
+    stats["app"].pipeline.flush()
+    return _result(scen.name, scen.family, scen.description, sim, sim.labels, transitions, refs.episodes(), stats,
+                   sim.start, sim.end, config, time.perf_counter() - t0)
+
+
+def run_group(names: list[str], config_path: str | None = None, rate_scale: float | None = None,
+              warmup: float | None = None, include_warmup: bool = True) -> list[dict[str, Any]]:
+    """Scenarios sharing their normal traffic (:meth:`Scenario.traffic_key`): the warm-up runs once.
+
+    The simulator and the App run to 10 min before the earliest incident; the
+    App's learned state (:meth:`detector.app.App.state_dict`, the checkpoint seam)
+    and a deep copy of the simulator then start each scenario, which adds its
+    incidents and continues. Alerts and rule firings of the shared warm-up are
+    reported once, as the pseudo-scenario ``warm-up`` (family ``warmup``).
+    """
+    import copy
+    import pickle
+
+    config = load_eval_config(config_path)
+    scens = [sc.load(n) for n in names]
+    keys = {s.traffic_key()[2:] + (s.start,) for s in scens}
+    if len(keys) != 1 or any(s.first_onset() is None for s in scens):
+        raise ValueError(f"scenarios {names} do not share their normal traffic")
+    base = max(scens, key=lambda s: s.duration)
+    onset = min(s.first_onset() for s in scens)
+    w = config.pipeline.window
+    snap = (onset - 600.0) // w * w
+    t0 = time.perf_counter()
+    sim = base.simulator(rate_scale=rate_scale, warmup=warmup, with_incidents=False)
+    refs = ReferenceRules(step=w)
+    trans_w, stats_w = feed_pipeline(sim.batches(until=snap), config, refs.observe)
+    app_w = stats_w.pop("app")
+    app_w.pipeline.flush()
+    state = pickle.dumps(app_w.state_dict())
+    out = []
+    if include_warmup:
+        out.append(_result("warm-up", "warmup", f"shared normal traffic before the incidents of {len(scens)} scenarios",
+                           sim, [], trans_w, refs.episodes(), stats_w, sim.start, snap, config, time.perf_counter() - t0))
+    for scen in scens:
+        t1 = time.perf_counter()
+        s2 = copy.deepcopy(sim)
+        s2.end = scen.start + scen.duration
+        s2.scenario = scen.name
+        s2.add_incidents(scen.build_incidents())
+        r2 = copy.deepcopy(refs)
+        app = new_app(config)
+        app.load_state(pickle.loads(state))
+        trans, stats = feed_pipeline(s2.batches(), config, r2.observe, app=app)
+        app.pipeline.flush()
+        out.append(_result(scen.name, scen.family, scen.description, s2, s2.labels, trans, r2.episodes(), stats,
+                           snap, s2.end, config, time.perf_counter() - t1))
+    return out
+
+
+def plan(names: list[str], jobs: int, shared: bool = True) -> list[tuple[str, list[str], bool]]:
+    """Tasks ``(kind, names, include_warmup)``: ``kind`` is ``group`` or ``single``.
+
+    Scenarios sharing their traffic form groups, split into ``jobs`` chunks (each
+    chunk repeats the warm-up; only the first reports it). Longest tasks first.
+    """
+    groups: dict[tuple, list[str]] = {}
+    singles = []
+    for n in names:
+        s = sc.load(n)
+        if not shared or s.first_onset() is None:
+            singles.append(n)
+        else:
+            groups.setdefault(s.traffic_key()[2:] + (s.start,), []).append(n)
+    tasks: list[tuple[str, list[str], bool]] = [("single", [n], False) for n in singles]
+    for members in groups.values():
+        if len(members) == 1:
+            tasks.append(("single", members, False))
+            continue
+        k = max(1, min(jobs, len(members)))
+        for i in range(k):
+            chunk = members[i::k]
+            tasks.append(("group", chunk, i == 0))
+    return tasks
+
+
+def _run_task(task, config_path, rate_scale, warmup) -> list[dict]:
+    kind, names, with_warm = task
+    if kind == "single":
+        return [run_scenario(names[0], config_path, rate_scale, warmup)]
+    return run_group(names, config_path, rate_scale, warmup, include_warmup=with_warm)
 
 
 # ---------------------------------------------------------------- scoring
@@ -319,8 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None, help="config file (default: built-in defaults)")
     ap.add_argument("--rate-scale", type=float, default=None, help="override every scenario's rate_scale")
     ap.add_argument("--warmup", default="3h", help="normal traffic before the first incident (default 3h; 'full' = as in the scenario)")
-    ap.add_argument("--jobs", type=int, default=1, help="scenarios run in parallel processes")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="scenarios run in parallel processes (default: 2 or the CPU count)")
     ap.add_argument("--json", default=None, help="also dump raw results (labels, episodes) as JSON")
+    ap.add_argument("--no-shared-warmup", action="store_true",
+                    help="run every scenario from its own start instead of sharing the common warm-up")
     args = ap.parse_args(argv)
     names = [n for n in args.scenarios.split(",") if n] or sc.names()
     unknown = [n for n in names if n not in sc.names()]
@@ -331,19 +428,24 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in names if sc.load(n).quick]
     warmup = None if args.warmup == "full" else parse_duration(args.warmup)
     t0 = time.perf_counter()
-    results = []
-    if args.jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
+    results: list[dict] = []
+    tasks = plan(names, args.jobs, shared=not args.no_shared_warmup)
+    if args.jobs > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(max_workers=args.jobs) as ex:
-            futs = [ex.submit(run_scenario, n, args.config, args.rate_scale, warmup) for n in names]
-            for n, f in zip(names, futs):
-                results.append(f.result())
-                _progress(results[-1])
+            futs = [ex.submit(_run_task, t, args.config, args.rate_scale, warmup) for t in tasks]
+            for f in as_completed(futs):
+                for r in f.result():
+                    results.append(r)
+                    _progress(r)
     else:
-        for n in names:
-            results.append(run_scenario(n, args.config, args.rate_scale, warmup))
-            _progress(results[-1])
+        for t in tasks:
+            for r in _run_task(t, args.config, args.rate_scale, warmup):
+                results.append(r)
+                _progress(r)
+    order = {n: i for i, n in enumerate(["warm-up"] + names)}
+    results.sort(key=lambda r: order.get(r["name"], 0))
     agg = score(results)
     meta = {
         "command": "otel-anomaly eval " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -96,6 +96,8 @@ class Simulator:
         self._logs: list = []
         self._deploys = self._plan_deploys(deploys_per_day)
         self._order_seq = 100000
+        self._t = self.start
+        self._di = 0
         for inc in self.incidents:
             inc.bind(self)
 
@@ -136,25 +138,37 @@ class Simulator:
 
     # ------------------------------------------------------------- driving
 
-    def batches(self) -> Iterator[SimBatch]:
-        """Yield batches in event-time order until ``start + duration``."""
-        t = self.start
+    def batches(self, until: float | None = None) -> Iterator[SimBatch]:
+        """Yield batches in event-time order until ``start + duration`` (or ``until``, seconds).
+
+        Resumable: a later call continues where the previous one stopped, so a
+        simulator can be run to a point, copied (``copy.deepcopy``), given more
+        incidents (:meth:`add_incidents`) and continued.
+        """
         bs = self.batch_seconds
-        deploys = list(self._deploys)
-        di = 0
-        while t < self.end:
+        deploys = self._deploys
+        stop = self.end if until is None else min(self.end, until)
+        while self._t < stop:
+            t = self._t
             batch = SimBatch(t, min(t + bs, self.end))
             self._spans = batch.spans
             self._logs = batch.logs
             s = t
             while s < batch.end:
-                while di < len(deploys) and deploys[di][0] < s + 1:
-                    self.deploy(deploys[di][0], deploys[di][1])
-                    di += 1
+                while self._di < len(deploys) and deploys[self._di][0] < s + 1:
+                    self.deploy(deploys[self._di][0], deploys[self._di][1])
+                    self._di += 1
                 self._tick(s, min(1.0, batch.end - s))
                 s += 1.0
+            self._t = batch.end
             yield batch
-            t = batch.end
+
+    def add_incidents(self, incidents: list) -> None:
+        """Bind more incidents (they act from their own start times) and add their labels."""
+        for inc in incidents:
+            inc.bind(self)
+            self.incidents.append(inc)
+            self.labels.extend(inc.labels())
 
     def _tick(self, s: float, dt: float) -> None:
         rng = self.rng
@@ -522,7 +536,10 @@ def _catalog_product(sim, ctx, gen):
 
 def _payment_charge(sim, ctx, gen):
     amt = ctx.setdefault("amount", round(sim.rng.uniform(5, 400), 2))
-    return [("app.payment.method", sim.rng.choice(_PAY_METHODS)), ("app.payment.amount", amt)]
+    # service-to-service call authenticated with checkout's service token (mTLS peer = a checkout pod)
+    peer = "10.1.0.11" if sim.rng.random() < 0.5 else "10.1.0.12"
+    return [("app.payment.method", sim.rng.choice(_PAY_METHODS)), ("app.payment.amount", amt),
+            topo.user_attrs(gen, "svc-checkout"), ("net.sock.peer.addr" if gen == "old" else "client.address", peer)]
 
 
 def _orders_post(sim, ctx, gen):

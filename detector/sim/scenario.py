@@ -82,14 +82,14 @@ class Scenario:
         return min(starts) if starts else None
 
     def simulator(self, rate_scale: float | None = None, duration: float | None = None, logs: bool = True,
-                  warmup: float | None = None) -> Simulator:
+                  warmup: float | None = None, with_incidents: bool = True) -> Simulator:
         """A fresh simulator for this scenario (its labels in ``sim.labels``).
 
         ``warmup`` (seconds) shortens the normal traffic before the first incident
         (the simulation then starts at ``onset - warmup``; incident times are unchanged).
         ``duration`` overrides the length counted from the scenario's start.
         """
-        incs = [inc.build(s, self.start) for s in self.incidents]
+        incs = [inc.build(s, self.start) for s in self.incidents] if with_incidents else []
         begin = self.start
         onset = self.first_onset()
         if warmup is not None and onset is not None and onset - warmup > self.start:
@@ -111,6 +111,15 @@ class Scenario:
         for i in incs:
             sim.labels.extend(i.labels())
         return sim
+
+    def build_incidents(self) -> list:
+        """Fresh incident objects for this scenario (for :meth:`Simulator.add_incidents`)."""
+        return [inc.build(s, self.start) for s in self.incidents]
+
+    def traffic_key(self) -> tuple:
+        """Scenarios with equal keys produce identical normal traffic until their first incident."""
+        return (self.start, self.duration, self.seed, self.rate_scale, self.deploys_per_day, self.new_service_at,
+                self.doubling_at, self.batch_seconds)
 
 
 def load(name_or_path: str) -> Scenario:
