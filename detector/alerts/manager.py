@@ -73,6 +73,9 @@ class AlertManager:
         on_overflow: called when an alert is not opened because of ``max_active``.
     """
 
+    STATE_VERSION = 1
+    """Bump when the layout of :meth:`state_dict` changes incompatibly (checkpoint feature schema)."""
+
     def __init__(
         self,
         config: AlertsConfig,

@@ -71,6 +71,9 @@ class Pipeline:
         wall: wall clock, seconds (injectable for tests).
     """
 
+    STATE_VERSION = 1
+    """Bump when the layout of :meth:`state_dict` changes incompatibly (checkpoint feature schema)."""
+
     def __init__(
         self,
         config: PipelineConfig,
