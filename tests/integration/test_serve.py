@@ -13,6 +13,7 @@ from tests.support.otlp import export_spans, make_spans, send_logs, span_exporte
 FAST = {"pipeline": {"window": "1s", "allowed_lateness": "0s"}, "alerts": {"resolve_after": 30}}
 # The spine is tested with the static-threshold placeholder (no warm-up), whatever the registry says.
 PLACEHOLDER = {"OTEL_ANOMALY_DETECTOR_CLASSES": "error_rate=detector.detectors.placeholder:PlaceholderErrorRateDetector"}
+ONLY_ERROR_RATE = {"detectors": {"schema_drift": {"enabled": False}, "auth": {"enabled": False}}}
 
 
 def test_sdk_spans_and_logs_are_counted_exactly_and_an_error_burst_alerts(serve):
@@ -60,7 +61,7 @@ class _Grab(logging.Handler):
 
 def test_backpressure_resource_exhausted_is_retried_and_nothing_is_lost(serve):
     sp = serve(
-        {"pipeline": {"queue_items": 100}, "receiver": {"grpc": {"retry_delay": "100ms"}}},
+        {"pipeline": {"queue_items": 100}, "receiver": {"grpc": {"retry_delay": "100ms"}}, **ONLY_ERROR_RATE},
         env={"OTEL_ANOMALY_DETECTOR_CLASSES": "error_rate=tests.support.detectors:SlowPlaceholder", "OTEL_ANOMALY_TEST_SLOW_SECONDS": "0.02"},
     )
     grab = _Grab()
@@ -93,7 +94,7 @@ def test_backpressure_resource_exhausted_is_retried_and_nothing_is_lost(serve):
 
 
 def test_sigterm_during_load_exits_0_and_loses_nothing_accepted(serve):
-    sp = serve(env={"OTEL_ANOMALY_DETECTOR_CLASSES": "error_rate=tests.support.detectors:SlowPlaceholder", "OTEL_ANOMALY_TEST_SLOW_SECONDS": "0.01"})
+    sp = serve(ONLY_ERROR_RATE, env={"OTEL_ANOMALY_DETECTOR_CLASSES": "error_rate=tests.support.detectors:SlowPlaceholder", "OTEL_ANOMALY_TEST_SLOW_SECONDS": "0.01"})
     spans = make_spans("load", 3000)
     ok_items = [0]
     lock = threading.Lock()
