@@ -212,6 +212,7 @@ def child(attack: str, n: int, budget: float) -> dict:
         found["auth brute_force alice"] = any(
             t["detector"] == "auth" and t["kind"] == "brute_force" and alice in json.dumps(t.get("subject", {})) for t in firing
         )
+    ckpt = checkpoint_cost(app)
     kinds: dict[str, int] = {}
     for t in firing:
         key = f"{t['detector']}/{t['kind']}"
@@ -229,7 +230,30 @@ def child(attack: str, n: int, budget: float) -> dict:
         "curve": curve,
         "found": found,
         "firing_by_kind": kinds,
+        "checkpoint": ckpt,
     }
+
+
+def checkpoint_cost(app) -> dict:
+    """Size and cost of checkpointing the App's whole state now: bytes, seconds, RSS peak above current."""
+    import gc
+
+    from detector.state import checkpoint as ck
+
+    gc.collect()
+    before = rss_mib()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM so the peak below is the checkpoint's own
+    except OSError:
+        pass
+    t = time.perf_counter()
+    data = ck.encode(app.state_dict(), ck.CheckpointMeta.current())
+    seconds = time.perf_counter() - t
+    peak = peak_mib()
+    size = len(data)
+    del data
+    return {"bytes": size, "seconds": round(seconds, 2), "peak_above_mib": round(peak - before, 1)}
 
 
 PER_ITEM = ("queue", "dedup", "error_rate", "schema_drift", "auth_principals", "auth_sources")
@@ -368,6 +392,11 @@ def render(results: list[dict], command: str, items: list[dict] | None = None) -
             f"{last['tracked_error_rate']:,} / {last['tracked_schema_drift']:,} / {last['tracked_auth']:,} | "
             f"{last['evicted_error_rate']:,} / {last['evicted_schema_drift']:,} / {last['evicted_auth']:,} | {found} | {r['seconds']:.0f} |"
         )
+    lines += ["", "Checkpoint of the whole learned state at the end (pickle + header, `detector/state/checkpoint.py`):", ""]
+    for r in results:
+        c = r.get("checkpoint")
+        if c:
+            lines.append(f"- {r['attack']}: {c['bytes'] / 1048576:.1f} MiB written in {c['seconds']} s, RSS peak {c['peak_above_mib']} MiB above the steady state while pickling")
     lines += ["", "RSS curve (MiB) every 10 windows, attack from window 70 to 170:", ""]
     for r in results:
         pts = " ".join(f"{p['rss_mib']:.0f}" for p in r["curve"])

@@ -34,7 +34,7 @@ def test_regression_corpus(name, path):
 
 def test_short_mutation_run():
     """Every target for a few seconds from a fixed seed: no crash, no hang, no runaway RSS."""
-    seconds = float(os.environ.get("FUZZ_SHORT_SECONDS", "15"))
+    seconds = float(os.environ.get("FUZZ_SHORT_SECONDS", "12"))
     failures, stats = run.fuzz(seconds, seed=20261130, timeout=10.0, max_growth_mib=128.0, verbose=True, save=False)
     assert {s.name for s in stats} == set(TARGETS)
     assert all(s.execs > 10 for s in stats), [(s.name, s.execs) for s in stats]
