@@ -159,8 +159,8 @@ def test_scenarios_load_and_label():
 
 def test_incident_changes_traffic():
     s = sc.load("drift_rename_reject")
-    sim = s.simulator(duration=4 * 3600 + 300)
-    sim.start = s.start + 4 * 3600 - 300  # skip most of the warm-up for speed
+    sim = s.simulator(duration=4 * 3600 + 300, warmup=300)  # skip most of the warm-up for speed
+    assert sim.start == s.start + 4 * 3600 - 300
     spans, _ = _run(sim)
     onset = s.start + 4 * 3600
     before = [dict(x[8]) for x in spans if x[0].service == "checkout" and x[5] == 3 and "Charge" in x[4] and x[7] < onset]
@@ -174,8 +174,7 @@ def test_incident_changes_traffic():
 
 def test_attack_generates_failures():
     s = sc.load("auth_brute_force")
-    sim = s.simulator(duration=4 * 3600 + 600)
-    sim.start = s.start + 4 * 3600 - 60
+    sim = s.simulator(duration=4 * 3600 + 600, warmup=60)
     spans, _ = _run(sim)
     fails = Counter(dict(x[8]).get("enduser.id") for x in spans
                     if x[0].service == "auth" and x[4] == "POST /login" and dict(x[8])["http.status_code"] == 401)
