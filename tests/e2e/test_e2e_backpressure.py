@@ -21,14 +21,14 @@ def test_collector_retries_resource_exhausted_until_everything_is_processed(tmp_
     sink = OtlpSink().start()
     oa = OtelAnomaly(tmp_path, config={"pipeline": {"queue_items": 2500}, "receiver": {"grpc": {"retry_delay": "500ms"}}},
                      env={"OTEL_ANOMALY_DETECTOR_CLASSES": "error_rate=tests.support.detectors:SlowPlaceholder",
-                          "OTEL_ANOMALY_TEST_SLOW_SECONDS": "0.5"}).start()
+                          "OTEL_ANOMALY_TEST_SLOW_SECONDS": "0.2"}).start()
     col = Collector(tmp_path, "fanout.yaml", env={"OTEL_ANOMALY_ENDPOINT": oa.grpc_endpoint,
                                                   "BACKEND_OTLP_ENDPOINT": sink.endpoint}).start()
     sender = SpanSender(col.grpc_endpoint, SERVICES)
     procs = [oa.proc, col.proc]
     try:
         t0 = time.time()
-        for i in range(10):  # a burst: 20,000 spans in about a second
+        for i in range(5):  # a burst: 10,000 spans in about a second
             now = time.time()
             for svc in SERVICES:
                 sender.emit(svc, 1000, 10, now - 1, now)
