@@ -444,3 +444,49 @@ def test_partly_removed_required_key_is_a_removal_but_noise_is_not():
 
     det, drv, res = warmed(ninety_five)
     assert drv.window(spans_of(res, "POST /pay", sometimes, n=10)) == []
+
+
+def test_semconv_migration_as_the_simulator_does_it_is_info_only():
+    """Old generation (1.17.0 names) -> new (1.26.0) on server and db-client spans, with a deploy."""
+
+    def server(gen):
+        def attrs(rnd, i):
+            code = rnd.choice([200, 200, 404])
+            if gen == "new":
+                return {"http.request.method": "GET", "http.route": "/p/{id}", "url.path": f"/p/{i}", "url.scheme": "http",
+                        "http.response.status_code": code, "network.protocol.version": "1.1",
+                        "client.address": f"10.0.0.{i % 9}", "user_agent.original": "ua", "user.id": f"u{i}"}
+            return {"http.method": "GET", "http.route": "/p/{id}", "http.target": f"/p/{i}", "http.scheme": "http",
+                    "http.status_code": code, "http.flavor": "1.1", "net.sock.peer.addr": f"10.0.0.{i % 9}",
+                    "http.user_agent": "ua", "enduser.id": f"u{i}"}
+        return attrs
+
+    def db(gen):
+        def attrs(rnd, i):
+            if gen == "new":
+                return {"db.system": "postgresql", "db.operation.name": "SELECT", "server.address": "postgres",
+                        "db.namespace": "shop", "db.collection.name": "orders", "db.query.text": "SELECT 1"}
+            return {"db.system": "postgresql", "db.operation": "SELECT", "net.peer.name": "postgres",
+                    "db.name": "shop", "db.sql.table": "orders", "db.statement": "SELECT 1"}
+        return attrs
+
+    def traffic(gen):
+        url = "https://opentelemetry.io/schemas/" + ("1.26.0" if gen == "new" else "1.17.0")
+        env = {"deployment.environment.name" if gen == "new" else "deployment.environment": "prod"}
+        res = resource("orders", url, version="2.0" if gen == "new" else "1.0", **env)
+        srv = spans_of(res, "GET /p/{id}", server(gen), kind=SPAN_KIND_SERVER, peer="frontend")
+        cli = spans_of(res, "SELECT orders", db(gen), kind=SPAN_KIND_CLIENT, peer="postgres")
+        return lambda w: srv(w) + cli(w)
+
+    det = make()
+    drv = Driver(det)
+    assert drv.run(WARM, traffic("old")) == []
+    det.context.deployments.observe("orders", "1.0", drv.t - 100)
+    det.context.deployments.observe("orders", "2.0", drv.t)
+    got = drv.run(3, traffic("new"))
+    assert got and all(c.severity == "info" for c in got), [(c.kind, c.severity, c.summary) for c in got if c.severity != "info"]
+    renamed = {(c.subject["attribute"], c.subject["new_attribute"]) for c in got if c.kind == "attribute_renamed"}
+    assert {("http.target", "url.path"), ("http.flavor", "network.protocol.version"), ("net.peer.name", "server.address"),
+            ("db.statement", "db.query.text"), ("enduser.id", "user.id"),
+            ("deployment.environment", "deployment.environment.name")} <= renamed
+    assert {c.kind for c in got} == {"attribute_renamed", "schema_url_changed"}

@@ -196,8 +196,7 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
     # dup migration period: semconv successor sent next to the old name -> benign
     for b in list(added):
         for a in st.keys:
-            hit = semconv.known_rename(a, sem_kind)
-            if hit is not None and hit[0] == b and kcount.get(a, 0) / n > cfg.removed_max_share:
+            if semconv.is_known_pair(a, b, sem_kind) and kcount.get(a, 0) / n > cfg.removed_max_share:
                 del added[b]
                 break
 
@@ -220,12 +219,15 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
     pairs: list[tuple[str, str, tuple | None, bool]] = []
     for a in list(removed):
         pa = removed[a][0]
-        hit = semconv.known_rename(a, sem_kind)
-        if hit is not None and hit[0] in added:
+        succ = semconv.successors(a, sem_kind)
+        hit = next(((b, v) for b, v in succ if b in added), None)
+        if hit is not None:
             pairs.append((a, hit[0], hit[1], False))
             added.pop(hit[0])
             del removed[a]
-        elif hit is not None and hit[0] in st.keys and kcount.get(hit[0], 0) / n >= cfg.removed_baseline_presence * pa:
+            continue
+        hit = next(((b, v) for b, v in succ if b in st.keys and kcount.get(b, 0) / n >= cfg.removed_baseline_presence * pa), None)
+        if hit is not None:
             pairs.append((a, hit[0], hit[1], True))
             del removed[a]
     ranked = []

@@ -15,7 +15,8 @@ gives ``a -> c`` at 1.y). Metric-only renames (``apply_to_metrics``) and the
 resources. The span-kind dependent ``net.peer.*`` pairs that the schema only
 gives as a comment (1.21.0, opentelemetry-specification PR 3402, and the HTTP
 migration guide ``docs/non-normative/http-migration.md``) are added by hand
-under ``by_kind``.
+under ``by_kind``; attributes the HTTP migration split or replaced (no rename
+in the schema file) are listed by hand under ``split``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ BY_KIND = {
         "net.sock.peer.port": ["network.peer.port", "1.21.0"],
         "net.peer.ip": ["client.address", "1.21.0"],
     },
+}
+
+
+# Attributes the 1.21.0 HTTP migration split or replaced with a different meaning, so the schema file has no
+# rename for them (docs/non-normative/http-migration.md, "Summary of changes"); a schema_url change that
+# removes them and adds one of these successors is the migration, not breakage.
+SPLIT = {
+    "http.target": [["url.path", "url.query"], "1.21.0"],
+    "http.flavor": [["network.protocol.version", "network.protocol.name"], "1.21.0"],
+    "net.sock.peer.addr": [["network.peer.address", "client.address"], "1.21.0"],
+    "net.sock.peer.port": [["network.peer.port", "client.port"], "1.21.0"],
+    "net.transport": [["network.transport"], "1.21.0"],
+    "net.sock.family": [["network.type"], "1.21.0"],
 }
 
 
@@ -90,6 +104,7 @@ def main(argv: list[str]) -> int:
         "schema_url": schema.get("schema_url", ""),
         "renames": build(schema),
         "by_kind": BY_KIND,
+        "split": SPLIT,
     }
     dst = Path(__file__).with_name("semconv_renames.json")
     dst.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")

@@ -17,18 +17,19 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-from detector.normalise.records import SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER, SPAN_KIND_SERVER, SPAN_KIND_CONSUMER
+from detector.normalise.records import SPAN_KIND_CLIENT, SPAN_KIND_CONSUMER, SPAN_KIND_PRODUCER, SPAN_KIND_SERVER
 
 _VERSION_RE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?\s*/?$")
 
 
 @lru_cache(maxsize=1)
-def _table() -> tuple[dict[str, tuple[str, str]], dict[str, dict[str, tuple[str, str]]]]:
+def _table() -> tuple[dict, dict, dict]:
     raw = resources.files(__package__).joinpath("semconv_renames.json").read_text(encoding="utf-8")
     doc = json.loads(raw)
     renames = {k: (v[0], v[1]) for k, v in doc["renames"].items()}
     by_kind = {kind: {k: (v[0], v[1]) for k, v in m.items()} for kind, m in doc.get("by_kind", {}).items()}
-    return renames, by_kind
+    split = {k: (tuple(v[0]), v[1]) for k, v in doc.get("split", {}).items()}
+    return renames, by_kind, split
 
 
 def version_of(schema_url: str) -> tuple[int, int, int] | None:
@@ -46,36 +47,52 @@ def _parse(version: str) -> tuple[int, int, int]:
     return (parts[0], parts[1], parts[2])
 
 
-def known_rename(old: str, kind: int | None = None) -> tuple[str, tuple[int, int, int]] | None:
-    """The semconv successor of attribute ``old``: ``(new_key, version_of_rename)`` or None.
+def _side(kind: int | None) -> str | None:
+    # messaging consumers talk to a broker like clients do: server.* names the broker on both sides
+    if kind in (SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER):
+        return "client"
+    if kind == SPAN_KIND_SERVER:
+        return "server"
+    return None
 
-    Args:
-        old: attribute key as sent before.
-        kind: OTLP span kind for the kind-dependent ``net.peer.*`` pairs (client
-            and producer spans map to ``server.*``, server and consumer spans to
-            ``client.*``); None for resources and logs.
+
+@lru_cache(maxsize=8192)
+def successors(old: str, kind: int | None = None) -> tuple[tuple[str, tuple[int, int, int]], ...]:
+    """Semconv successors of attribute ``old``: ``((new_key, version_of_change), ...)``, best first.
+
+    Order: the span-kind dependent pair (``net.peer.*``: client, producer and
+    consumer spans -> ``server.*``, server spans -> ``client.*``), the schema
+    file's rename (transitive), then the hand-listed split/replaced attributes
+    of the 1.21.0 HTTP migration. Empty when ``old`` is not a deprecated name.
     """
-    renames, by_kind = _table()
-    side = None
-    if kind in (SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER):
-        side = "client"
-    elif kind in (SPAN_KIND_SERVER, SPAN_KIND_CONSUMER):
-        side = "server"
+    renames, by_kind, split = _table()
+    out: list[tuple[str, tuple[int, int, int]]] = []
+    side = _side(kind)
     if side is not None:
         hit = by_kind.get(side, {}).get(old)
         if hit is not None:
-            return hit[0], _parse(hit[1])
+            out.append((hit[0], _parse(hit[1])))
     hit = renames.get(old)
-    if hit is None:
-        return None
-    return hit[0], _parse(hit[1])
+    if hit is not None:
+        out.append((hit[0], _parse(hit[1])))
+    sp = split.get(old)
+    if sp is not None:
+        out.extend((new, _parse(sp[1])) for new in sp[0])
+    seen: set[str] = set()
+    return tuple(x for x in out if not (x[0] in seen or seen.add(x[0])))
+
+
+def known_rename(old: str, kind: int | None = None) -> tuple[str, tuple[int, int, int]] | None:
+    """The first semconv successor of ``old`` (see :func:`successors`) or None."""
+    succ = successors(old, kind)
+    return succ[0] if succ else None
 
 
 def is_known_pair(old: str, new: str, kind: int | None = None) -> tuple[int, int, int] | None:
-    """Version of the semconv rename ``old -> new`` when the table has it, else None."""
-    hit = known_rename(old, kind)
-    if hit is not None and hit[0] == new:
-        return hit[1]
+    """Version of the semconv change ``old -> new`` when known, else None."""
+    for name, version in successors(old, kind):
+        if name == new:
+            return version
     return None
 
 
