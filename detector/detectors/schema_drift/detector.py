@@ -73,6 +73,7 @@ STATE_FORMAT = 1
 _GLOBAL_SIG_CAP = 20_000  # distinct signatures per window over all populations
 _SCHEMA_CAP = 10_000  # (service, scope) schema_url entries per window
 _MAX_SCORES = 10_000
+WARN_SEVERITY = 13  # OTel logs data model: WARN = 13..16; text lines at or above are not template-mined
 
 
 class _Acc:
@@ -269,7 +270,11 @@ class SchemaDriftDetector(Detector):
             self._count_resource(acc, last_res, run)
 
     def observe_logs(self, window: Window, logs: Sequence[LogRecord]) -> None:
-        """Count body-key signatures (kvlist or JSON-object bodies) and Drain templates (text bodies)."""
+        """Count body-key signatures (kvlist or JSON-object bodies) and Drain templates (text bodies).
+
+        Text lines at WARN severity or above are not template-mined: a new
+        error message is an error-rate matter, not a format change.
+        """
         acc = self._acc(window)
         pops = acc.pops
         cfg = self.config
@@ -303,6 +308,8 @@ class SchemaDriftDetector(Detector):
                     if type(parsed) is dict:
                         body, tb = parsed, dict
                 if tb is str:
+                    if r.severity_number >= WARN_SEVERITY:
+                        continue  # warnings/errors: new messages there are the error detectors' business
                     cid = template_id(pw.st.miner, body)
                     pw.tpl[cid] = pw.tpl.get(cid, 0) + 1
                     pw.n += 1
@@ -378,7 +385,8 @@ class SchemaDriftDetector(Detector):
                     continue
                 seen.add(id(st))
                 cfg = self.config.for_service(pk[1])
-                if st.pend.n >= cfg.min_records or st.pend.windows >= cfg.max_merged_windows:
+                need = max(cfg.min_records, cfg.log_min_records) if pk[0] == "log" else cfg.min_records
+                if st.pend.n >= need or st.pend.windows >= cfg.max_merged_windows:
                     ready.append((st, st.pend))
                     st.pend = None
         out.extend(self._evaluate(ready, now))

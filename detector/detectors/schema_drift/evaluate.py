@@ -48,6 +48,7 @@ from detector.detectors.schema_drift import semconv
 from detector.detectors.schema_drift.state import NUNIQUE_ERROR, OVERFLOW, SCALARS, KeyStat, PopState, Stat
 
 _SCALAR_NAMES = frozenset(("string", "bool", "int", "double", "bytes"))
+ENUM_MIN_SAMPLES = 200  # sampled values before a key may be classified as an enum (each value seen ~10 times)
 
 
 @dataclass(slots=True)
@@ -368,7 +369,7 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
     if signal == "span":
         for k, w in stat.values.items():
             ks = st.keys.get(k)
-            if ks is None or not ks.enum or not ks.vals or ign(k) or ks.vn < cfg.min_records or k in retyped:
+            if ks is None or not ks.enum or not ks.vals or ign(k) or ks.vn < cfg.value_min_records or k in retyped:
                 continue
             wn = sum(w.values())
             if wn < cfg.min_records:
@@ -411,7 +412,7 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
         if n_text >= cfg.log_min_records and st.tn > 0:
             new = {cid: c for cid, c in stat.tpl.items() if cid not in st.tpl}
             n_new = sum(new.values())
-            if n_new >= max(5, cfg.log_new_template_share * n_text):
+            if n_new >= cfg.log_min_records and n_new >= cfg.log_new_template_share * n_text:
                 tops = sorted(new.items(), key=lambda kv: -kv[1])[:3]
                 out.append(
                     Finding(
@@ -646,9 +647,9 @@ def learn(st: PopState, stat: Stat, env: Env, frozen: set, accepted: set) -> int
             not ks.enum
             and st.key[0] == "span"
             and ks.distinct is not None
-            and ks.nsamp >= 20
+            and ks.nsamp >= ENUM_MIN_SAMPLES
             and len(ks.distinct) <= cfg.enum_max_distinct
-            and ks.nsamp >= 5 * len(ks.distinct)
+            and ks.nsamp >= 10 * len(ks.distinct)
             and all(t in _SCALAR_NAMES for t in ks.types)
             and k not in declassify
         ):
