@@ -206,7 +206,7 @@ class App:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Restore state, start the worker, the HTTP endpoint and the receiver.
+        """Start the HTTP endpoint, restore state, start the worker and the receiver.
 
         Raises:
             OSError / detector.receive.server.ReceiverError: an address cannot be bound
@@ -216,10 +216,11 @@ class App:
 
         self._started = True
         try:
-            self._restore()
-            self.pipeline.start()
+            # HTTP first: /healthz answers (and /readyz says 503) while a large checkpoint loads
             self.http = HttpServer(self.config.http.endpoint, self.registry, self.alerts_json, self.ready_status)
             self.http.start()
+            self._restore()
+            self.pipeline.start()
             self.receiver = Receiver(self.config.receiver, self.pipeline, self.metrics)
             self.receiver.start()
         except BaseException:
