@@ -91,16 +91,16 @@ class Alert:
             "severity": self.severity,
             "service": self.service,
             "peer": self.peer,
-            "subject": dict(self.subject),
+            "subject": plain(self.subject),
             "started_at": rfc3339(self.started_at),
             "resolved_at": rfc3339(self.resolved_at),
-            "observed": dict(self.observed),
-            "baseline": dict(self.baseline),
+            "observed": plain(self.observed),
+            "baseline": plain(self.baseline),
             "score": _num(self.score),
             "threshold": _num(self.threshold),
             "summary": summary,
             "related": list(self.related),
-            "exemplar_trace_ids": list(self.exemplar_trace_ids),
+            "exemplar_trace_ids": [str(t) for t in self.exemplar_trace_ids],
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -110,6 +110,28 @@ class Alert:
     def from_state(cls, d: dict[str, Any]) -> "Alert":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def plain(value: Any, depth: int = 0) -> Any:
+    """A JSON-serialisable copy of ``value``: numpy scalars/arrays -> Python numbers/lists,
+    tuples/sets -> lists, NaN/inf -> None, bytes -> hex, other objects -> ``str``."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return _num(value)
+    if depth > 20:
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v, depth + 1) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    if hasattr(value, "tolist"):  # numpy scalar or array
+        return plain(value.tolist(), depth + 1)
+    return str(value)
 
 
 def _num(x: float) -> float | None:

@@ -211,3 +211,13 @@ def test_http_endpoints():
     finally:
         srv.stop()
         srv.stop()
+
+
+def test_alert_json_is_plain_json_even_with_numpy_values():
+    import numpy as np
+
+    m, _ = manager()
+    c = cand(observed={"n": np.int64(5), "r": np.float64(0.5), "a": np.arange(3), "bad": float("nan")}, baseline={"t": (1, 2)})
+    a = m.process(w(0), [c])[0]
+    assert json.loads(json.dumps(a))["observed"] == {"n": 5, "r": 0.5, "a": [0, 1, 2], "bad": None}
+    assert a["baseline"] == {"t": [1, 2]}
