@@ -89,7 +89,7 @@ class HttpServer:
             ok, reason = self._ready()
             return _reply(start_response, "200 OK" if ok else "503 Service Unavailable", (reason or ("ready" if ok else "not ready")).encode() + b"\n")
         if path == "/api/v1/alerts":
-            body = json.dumps({"alerts": list(self._alerts())}, ensure_ascii=False).encode("utf-8", "replace")
+            body = json.dumps({"alerts": list(self._alerts())}, ensure_ascii=False, default=str).encode("utf-8", "replace")
             return _reply(start_response, "200 OK", body, "application/json")
         if path == "/":
             return _reply(start_response, "200 OK", b"otel-anomaly: /metrics /healthz /readyz /api/v1/alerts\n")
