@@ -490,3 +490,22 @@ def test_semconv_migration_as_the_simulator_does_it_is_info_only():
             ("db.statement", "db.query.text"), ("enduser.id", "user.id"),
             ("deployment.environment", "deployment.environment.name")} <= renamed
     assert {c.kind for c in got} == {"attribute_renamed", "schema_url_changed"}
+
+
+def test_odd_values_do_not_break_the_hot_path_and_stay_bounded():
+    from detector.normalise.records import EMPTY
+
+    det, drv, res = warmed(lambda rnd, i: {"payment.method": ["CARD", "BANK"][i % 2], "blob": "x"}, n=40)
+    huge = "y" * 100_000
+
+    def odd(rnd, i):
+        return {"payment.method": [["CARD"], {"a": 1}, EMPTY, b"\x00" * 10, huge][i % 5], "blob": huge + str(i)}
+
+    got = drv.run(2, spans_of(res, "POST /pay", odd, n=40))
+    # each odd type is 8 of 40 values (< type_min_records); the 100 kB string is a new value (20 %),
+    # and the constant 'blob' now has 40 distinct values
+    assert {(c.kind, c.subject["attribute"]) for c in got} == {
+        ("value_distribution_shift", "payment.method"), ("cardinality_explosion", "blob")}
+    st = det._pops[("span", "checkout", 3, "POST /pay", "payment")]
+    assert all(len(v) <= 64 for ks in st.keys.values() for v in (ks.distinct or {}) if isinstance(v, str))
+    assert det.state_dict()["pops"]

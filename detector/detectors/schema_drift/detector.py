@@ -29,7 +29,8 @@ cardinality explosions are ``warning``; ``schema_url_changed`` is ``info``.
 Cost: per span a key-type signature (``tuple(attrs)``, ``tuple(map(type, ...))``)
 and one dict increment, plus value counts for enum keys and, for the first
 ``value_sample_per_window`` records of a population per window, a value
-sample; ~1-3 µs per span with 30 attributes (tests/bench/bench_schema_drift.py).
+sample: 3.5-5 µs per span amortised with 30 attributes on the shared 2-vCPU
+VM under load (tests/bench/bench_schema_drift.py, tests/bench/RESULTS.md).
 Everything statistical runs at window close, vectorised where it is per series
 (the G-test p-values of all keys in one ``scipy.stats.chi2.sf`` call).
 
@@ -300,9 +301,10 @@ class SchemaDriftDetector(Detector):
             body = r.body
             tb = type(body)
             if tb is str:
-                if body[:1] == "{" and body[-1:] == "}" and len(body) <= 65536:
+                stripped = body.strip()
+                if stripped[:1] == "{" and stripped[-1:] == "}" and len(stripped) <= 65536:
                     try:
-                        parsed = json.loads(body)
+                        parsed = json.loads(stripped)
                     except ValueError:
                         parsed = None
                     if type(parsed) is dict:
