@@ -80,3 +80,18 @@ def test_reload_applies_pipeline_lateness_but_not_window(tmp_path):
     assert app.reload() is True
     assert app.pipeline.clock.lateness == 30.0
     assert app.pipeline.clock.length == 10.0 and app.pipeline.config.window == 10.0
+
+
+def test_deploy_then_error_burst_links_the_deployment(monkeypatch):
+    monkeypatch.setenv("OTEL_ANOMALY_DETECTOR_CLASSES", "error_rate=detector.detectors.placeholder:PlaceholderErrorRateDetector")
+    app = make_app()
+    seen = []
+    app.alerts.listeners.append(seen.append)
+    app.pipeline.process(Batch([span("checkout", T0 + i * 0.1, version="1.0") for i in range(40)]))
+    app.pipeline.process(Batch([span("checkout", T0 + 10 + i * 0.1, version="1.1", error=i % 2 == 0) for i in range(40)]))
+    app.pipeline.flush()
+    assert app.registry.get_sample_value("otel_anomaly_deployments_total", {"service": "checkout"}) == 1
+    firing = [a for a in seen if a["state"] == "firing"]
+    assert len(firing) == 1
+    assert firing[0]["related"] == ["deploy:checkout:1.1"] and firing[0]["severity"] == "critical"
+    assert "deployment of checkout 1.0 -> 1.1" in firing[0]["summary"]
