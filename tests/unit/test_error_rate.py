@@ -412,3 +412,19 @@ def test_reconfigure_keeps_baselines_and_overrides_apply_per_service():
     cands = drv.step([span(svc, j < 30) for svc in ("batch-nightly", "web") for j in range(100)])
     fired = {c.service for c in cands if c.anomalous and c.kind == "service_error_rate"}
     assert fired == {"web"}
+
+
+def test_adwin_confirms_a_long_episode_on_a_busy_series():
+    # ADWIN sees min(ratio / baseline, 10) / 10 once per window; it needs a long history and many windows
+    rng = np.random.default_rng(37)
+    drv = Driver(make(ErrorRateConfig(operations=False)))
+    drv.service(binomial_schedule(rng, 300, 400, 0.01))
+    flagged = None
+    for i in range(150):
+        k = int(rng.binomial(400, 0.03))
+        c = next((c for c in drv.step([span("svc", j < k) for j in range(400)]) if c.kind == "service_error_rate"), None)
+        if c is not None and c.observed["adwin_drift"]:
+            flagged = i
+            assert c.anomalous
+            break
+    assert flagged == 69  # the CUSUM fired in the first window; ADWIN agrees 69 windows later

@@ -51,12 +51,25 @@ numpy; only the ADWIN feed and candidate building loop in Python):
    use ``alpha = false_alerts_per_day / (series x windows/day x 3)`` and the
    CUSUM ``h = ln(windows/day x series / false_alerts_per_day)`` (Lorden's
    ``ARL0 >= e^h``), so the budget is per day for the whole fleet, not per test.
-3. ``river.drift.ADWIN`` per series, fed one value per window (the window's
-   error ratio, when it has at least ``adwin_min_requests`` requests — one
-   update per series per window instead of one per request keeps it off the
-   per-span path; per-request bits would cost ``n`` Python calls per series per
-   window). An upward ADWIN change confirms a CUSUM holding at least half its
-   threshold (slow drift), and is reported in ``observed.adwin_drift``.
+   Caveats: the binomial model assumes independent requests — retry storms and
+   fan-out make real errors over-dispersed and the tests anti-conservative
+   (``min_errors`` is the guard); the segment test's start is chosen by the
+   data (where ``S`` left 0), which makes it mildly anti-conservative too.
+3. ``river.drift.ADWIN`` per series, fed one value per window when the
+   window has at least ``adwin_min_requests`` requests — one update per series
+   per window instead of one per request keeps it off the per-span path
+   (per-request bits would cost ``n`` Python calls per series per window). The
+   value is ``min(ratio / baseline, 10) / 10`` (baseline fixed when the ADWIN
+   is created): ADWIN's bound assumes values in [0, 1] and has an additive
+   range term that would hide any change of a few points in raw ratios
+   (measured: raw 1 % -> 3 % ratios never detected). An upward ADWIN change
+   confirms a CUSUM holding at least half its threshold (slow drift), and is
+   reported in ``observed.adwin_drift``. Measured here it is slow and needs history:
+   1 % -> 3 % at 400 requests/window after 300 baseline windows is flagged 57-89
+   windows in (69 in ``test_adwin_confirms_a_long_episode_on_a_busy_series``),
+   after only 70 baseline windows 232 windows in or never — the CUSUM and
+   binomial tests do the detecting; ADWIN is a second opinion for long
+   episodes. It is only created once a series is armed.
 4. Recovery: the CUSUM segment ends when the window is confidently back
    (Wilson upper bound, z=2, below the midpoint of p0 and p1) or after enough
    clean requests in a row that the incident's ratio would have produced an
@@ -123,6 +136,8 @@ STATE_VERSION = 1
 HOLD_WINDOWS = 3  # windows without anomaly that end an episode (and make a series evictable)
 MAX_SCORE = 99.0
 _SIG_CACHE_MAX = 4096
+ADWIN_SATURATION = 10.0  # ADWIN sees min(ratio / baseline, 10) / 10
+ADWIN_CLOCK = 1  # check for change on every update: one update per window, not per request (river default 32)
 MAX_RING = 360  # windows remembered per series (learning delay / aggregates); 360 x 10 s = 1 h
 EB_MIN_SERIES = 5  # series with enough data before the population spread is trusted
 EB_MIN_REQUESTS = 10.0  # learned requests for a series to count in the spread
@@ -570,17 +585,21 @@ class ErrorRateDetector(Detector):
         fired_c = f_run & (s_new > h)
 
         # ADWIN on per-window ratios (Python loop over rows with enough requests only)
-        adwin_rows = np.flatnonzero(used & (c["adwin_on"] > 0) & (n >= c["adwin_min"]) & (n > 0))
+        adwin_rows = np.flatnonzero(armed & (c["adwin_on"] > 0) & (n >= c["adwin_min"]) & (n > 0))
         if adwin_rows.size:
             adwins = t.adwins
-            ratios = k[adwin_rows] / n[adwin_rows]
+            ref = c["adwin_ref"]
+            fresh_ref = adwin_rows[ref[adwin_rows] <= 0]
+            ref[fresh_ref] = p0[fresh_ref]
+            # input in [0, 1] as ADWIN's bound assumes: the ratio relative to the baseline, saturating at 10x
+            xs = np.minimum(k[adwin_rows] / n[adwin_rows] / ref[adwin_rows], ADWIN_SATURATION) / ADWIN_SATURATION
             until = c["adwin_until"]
-            for row, r in zip(adwin_rows.tolist(), ratios.tolist()):
+            for row, x in zip(adwin_rows.tolist(), xs.tolist()):
                 ad = adwins[row]
                 if ad is None:
-                    ad = adwins[row] = ADWIN(delta=float(c["adwin_delta"][row]))
-                ad.update(r)
-                if ad.drift_detected and ad.estimation > p0[row]:
+                    ad = adwins[row] = ADWIN(delta=float(c["adwin_delta"][row]), clock=ADWIN_CLOCK)
+                ad.update(x)
+                if ad.drift_detected and ad.estimation * ADWIN_SATURATION * ref[row] > p0[row]:
                     until[row] = index + int(c["agg_w"][row])
         adwin_up = c["adwin_until"] >= index
         fired_a = f_run & adwin_up & (s_new > h / 2.0)

@@ -29,6 +29,7 @@ STATE_F = (
     "clean",  # requests since the last window with an error
     "score",  # latest score (-log10 p units)
     "p0",  # latest baseline used
+    "adwin_ref",  # baseline ratio when the series' ADWIN was created (scale of its input)
 )
 # int64 state columns
 STATE_I = (
