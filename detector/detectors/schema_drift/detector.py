@@ -415,7 +415,7 @@ class SchemaDriftDetector(Detector):
         return out
 
     def _evaluate(self, ready: list[tuple[PopState, Stat]], now: float) -> list[Candidate]:
-        work: list[tuple[PopState, Stat, Env, list[Finding]]] = []
+        work: list[tuple[PopState, Stat, Env, list[Finding], bool]] = []
         gtests: list[GTest] = []
         for st, stat in ready:
             service = st.key[1]
@@ -433,12 +433,14 @@ class SchemaDriftDetector(Detector):
                 armed=armed,
             )
             findings: list[Finding] = []
-            if armed:
+            need = max(cfg.min_records, cfg.log_min_records) if st.key[0] == "log" else cfg.min_records
+            tested = armed and stat.n >= need
+            if tested:
                 mark = len(gtests)
                 findings = find(st, stat, env, gtests)
                 for g in gtests[mark:]:
                     g.finding.observed["_pop"] = len(work)
-            work.append((st, stat, env, findings))
+            work.append((st, stat, env, findings, tested))
         if gtests:
             p = chi2.sf(np.array([g.g for g in gtests]), np.array([g.df for g in gtests]))
             for g, pv in zip(gtests, p):
@@ -448,7 +450,10 @@ class SchemaDriftDetector(Detector):
                     g.finding.observed["js_distance"] = round(g.js, 4)
                     work[idx][3].append(g.finding)
         out: list[tuple[Candidate, PopState, Finding]] = []
-        for st, stat, env, findings in work:
+        for st, stat, env, findings, tested in work:
+            if not tested:  # too few records to test (or warming up): learn, leave pending changes as they are
+                learn(st, stat, env, set(st.pending), set())
+                continue
             found = {f.item for f in findings}
             for it in [it for it in st.pending if it not in found]:
                 del st.pending[it]
@@ -507,6 +512,7 @@ class SchemaDriftDetector(Detector):
             )
 
     def _close_schema(self, acc: _Acc, now: float) -> list[Candidate]:
+        """Test and learn ``schema_url`` pairs per (service, scope); counts merge until ``min_records``."""
         out: list[Candidate] = []
         for (service, scope), counts in acc.schema.items():
             ss = self._schemas.get((service, scope))
@@ -519,17 +525,29 @@ class SchemaDriftDetector(Detector):
                 self._schemas[(service, scope)] = self._schemas.pop((service, scope))
             ss.last_seen = now
             cfg = self.config.for_service(service)
-            n = sum(counts.values())
+            pend = ss.pend
+            if pend is None:
+                pend = ss.pend = {"counts": {}, "windows": 0, "start": acc.start}
+            for u, c in counts.items():
+                if u in pend["counts"] or len(pend["counts"]) < 64:
+                    pend["counts"][u] = pend["counts"].get(u, 0) + c
+            pend["windows"] += 1
+            n = sum(pend["counts"].values())
+            if n < cfg.min_records and pend["windows"] < cfg.max_merged_windows:
+                continue
+            ss.pend = None
+            counts = pend["counts"]
             armed = ss.n_total >= cfg.warmup_records and now - ss.first_seen >= cfg.warmup
+            tested = armed and n >= cfg.min_records
             found = set()
             accepted = set()
-            if armed and n >= cfg.min_records:
+            if tested:
                 for urls, c in counts.items():
                     if ss.urls.get(urls, 0.0) > 0.0 or c / n < cfg.schema_url_min_share:
                         continue
                     item = ("schema", urls)
                     found.add(item)
-                    since = ss.pending.setdefault(item, acc.start)
+                    since = ss.pending.setdefault(item, pend["start"])
                     old = max(ss.urls, key=ss.urls.get) if ss.urls else ("", "")
                     old_url = old[1] or old[0]
                     new_url = urls[1] or urls[0]
@@ -556,8 +574,8 @@ class SchemaDriftDetector(Detector):
                             f"to '{new_url or '(none)'}' on {100.0 * c / n:.1f}% of {n} records",
                         )
                     )
-            for it in [it for it in ss.pending if it not in found]:
-                del ss.pending[it]
+                for it in [it for it in ss.pending if it not in found]:
+                    del ss.pending[it]
             d = 0.5 ** (n / cfg.half_life_records)
             for u in list(ss.urls):
                 ss.urls[u] *= d

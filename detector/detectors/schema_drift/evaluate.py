@@ -179,11 +179,15 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
 
     # --- added / removed
     added: dict[str, int] = {}
+    fresh: dict[str, int] = {}  # new keys with the share but not (yet) the records of an addition: rename partners only
     if not overflow:
         for k in new_keys:
             c = kcount[k]
-            if c >= cfg.min_records and c / n >= cfg.added_min_share:
-                added[k] = c
+            if c / n >= cfg.added_min_share:
+                if c >= cfg.min_records:
+                    added[k] = c
+                else:
+                    fresh[k] = c
     removed: dict[str, tuple[float, float]] = {}
     for k, ks in st.keys.items():
         if ign(k) or st.N <= 0:
@@ -200,6 +204,8 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
             if semconv.is_known_pair(a, b, sem_kind) and kcount.get(a, 0) / n > cfg.removed_max_share:
                 del added[b]
                 break
+
+    added.update(fresh)  # pairing may use fresh keys; unpaired fresh keys are dropped again below
 
     # a rename in the middle of the tested window: A dropped by about B's share, the two rarely together
     partial: set[str] = set()
@@ -251,6 +257,8 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
             del added[cand]
     for a in partial:
         removed.pop(a, None)  # a partial drop alone is not a removal
+    for b in fresh:
+        added.pop(b, None)
     gone = {a: (st.presence(a), kcount.get(a, 0) / n) for a, _, _, _ in pairs}
     for a, b, version, dup_ended in pairs:
         pa, share_a = gone[a]

@@ -440,9 +440,10 @@ class PopState:
 class SchemaState:
     """``schema_url`` pairs ``(resource_url, scope_url)`` learned per (service, scope name)."""
 
-    __slots__ = ("urls", "N", "n_total", "first_seen", "last_seen", "pending")
+    __slots__ = ("urls", "N", "n_total", "first_seen", "last_seen", "pending", "pend")
 
     def __init__(self, now: float) -> None:
+        self.pend: dict | None = None
         self.urls: dict[tuple[str, str], float] = {}
         self.N = 0.0
         self.n_total = 0
