@@ -396,6 +396,8 @@ class App:
             return False, "restoring state"
         if self.receiver is None or self.receiver.port is None:
             return False, "receiver not listening"
+        if not self.pipeline.alive():
+            return False, "analysis worker not running"
         return True, "ready"
 
     def _counts(self, what: str) -> dict[str, int]:

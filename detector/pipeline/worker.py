@@ -136,6 +136,10 @@ class Pipeline:
         self._thread = threading.Thread(target=self._run, name="analysis-worker", daemon=True)
         self._thread.start()
 
+    def alive(self) -> bool:
+        """True while the worker thread runs (serve)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def every(self, interval: float, fn: Callable[[], None]) -> None:
         """Run ``fn()`` on the worker thread every ``interval`` wall seconds (serve)."""
         self._periodic.append([float(interval), fn, self.wall()])
