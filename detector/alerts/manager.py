@@ -26,7 +26,10 @@ candidates (:meth:`AlertManager.process`). Per alert id (see
   deployments), severity ``critical`` and a summary naming the cause.
 * resolved alerts stay visible for ``alerts.keep_resolved`` (event time).
 
-Every transition is handed to the ``on_transition`` callbacks as the alert
+The open/resolve hysteresis mirrors Prometheus alerting rules' ``for`` and
+``keep_firing_for``, counted in windows instead of seconds.
+
+Every transition is handed to the ``listeners`` callbacks as the alert
 JSON (state ``firing`` or ``resolved``); the app logs each as one JSON line
 and ``replay`` prints it. Not thread-safe: only the worker thread calls in;
 other threads read :class:`AlertView` snapshots.

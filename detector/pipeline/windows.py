@@ -21,6 +21,10 @@ Time model (documented in README "Event time"):
   event-time estimate (or, before any data, the arrival time). Timestamps later
   than wall-clock now + ``max_future_skew`` are clamped the same way. Both are
   counted in ``otel_anomaly_adjusted_timestamps_total{signal,reason}``.
+
+Method: tumbling event-time windows with a heuristic watermark and allowed
+lateness as in Akidau et al., "The Dataflow Model" (VLDB 2015), and Flink's
+``allowedLateness``; unlike them, late data is never dropped but re-assigned.
 """
 
 from __future__ import annotations
