@@ -53,3 +53,20 @@ def test_apply_budget_is_idempotent():
     before = cfg.model_dump()
     budget.apply_budget(cfg)
     assert cfg.model_dump() == before
+
+
+def test_app_applies_the_plan_to_every_running_table():
+    from prometheus_client import CollectorRegistry
+
+    from detector.app import App
+
+    cfg = Config.model_validate({"state": {"directory": None, "memory_budget_mib": 512}, "detectors": {"auth": {"max_tokens": 777}}})
+    app = App(cfg, registry=CollectorRegistry(), serve=False, salt=b"s")
+    p = app.memory_plan
+    assert app.config.pipeline.queue_items == p.caps["pipeline.queue_items"] < 200_000
+    assert app.pipeline.queue.max_items == p.caps["pipeline.queue_items"]
+    auth = app.detectors["auth"].config
+    assert auth.max_principals == p.caps["detectors.auth.max_principals"]
+    assert auth.max_sources == p.caps["detectors.auth.max_sources"]
+    assert auth.max_tokens == 777  # explicit: kept
+    assert app.detectors["schema_drift"].config.max_populations == p.caps["detectors.schema_drift.max_populations"]
