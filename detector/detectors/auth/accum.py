@@ -23,10 +23,10 @@ class PAcc:
         self.fail = 0
         self.succ = 0
         self.forb = 0
-        self.events: list[tuple] = []
+        self.events: list[tuple] | None = None
         self.xfail = 0
         self.xsucc = 0
-        self.src_fail: dict[str | None, int] = {}
+        self.src_fail: dict[str | None, int] | None = None
         self.srcs: set | None = None
         self.trace = b""
 
@@ -40,24 +40,22 @@ class SAcc:
         self.fail = 0
         self.succ = 0
         self.unknown = 0
-        self.events: list[tuple] = []
+        self.events: list[tuple] | None = None
         self.xfail = 0
         self.xsucc = 0
-        self.principals: dict[str | None, int] = {}
+        self.principals: dict[str | None, int] | None = None
         self.uas: set | None = None
         self.trace = b""
 
 
 class TAcc:
-    """One token in one window: networks, sources, user agents and principals it was used with."""
+    """One token in one window: the networks and user agents it was used from."""
 
-    __slots__ = ("nets", "sources", "uas", "principals", "trace")
+    __slots__ = ("nets", "uas", "trace")
 
     def __init__(self) -> None:
         self.nets: set = set()
-        self.sources: set = set()
         self.uas: set = set()
-        self.principals: set = set()
         self.trace = b""
 
 

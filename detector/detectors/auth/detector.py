@@ -51,6 +51,7 @@ close on a bounded sample.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import math
@@ -141,6 +142,7 @@ class AuthDetector(Detector):
         self._hasher = IdentityHasher(base.salt, True) if config.reveal_identities and not base.reveal else base
         # the standard hasher's output, computed without building an hmac object per call (≈3× cheaper)
         self._salt = base.salt
+        self._ikey = hashlib.sha256(b"otel-anomaly/auth/internal:" + base.salt).digest()
         self._hash = self._fast_hash if (type(self._hasher) is IdentityHasher and not self._hasher.reveal) else self._hasher
         self._spans = SpanExtractor(config)
         self._logs = LogParser(config, self._spans._login)
@@ -167,6 +169,11 @@ class AuthDetector(Detector):
             h = self._memo[raw] = self._hash(raw)
         return h
 
+    def _internal_key(self, raw: str) -> str:
+        """Keyed BLAKE2s (RFC 7693) of a value that never leaves the detector (networks, user agents):
+        stable across restarts with the same salt, ≈3× cheaper than the HMAC used for identities."""
+        return hashlib.blake2s(raw.encode("utf-8", "surrogatepass"), digest_size=8, key=self._ikey).hexdigest()
+
     def _fast_hash(self, raw: str) -> str:
         """Same value as :class:`IdentityHasher` (HMAC-SHA256, 12 hex chars) via the one-shot ``hmac.digest``."""
         return "h:" + hmac.digest(self._salt, raw.encode("utf-8", "surrogatepass"), "sha256").hex()[:12]
@@ -179,7 +186,7 @@ class AuthDetector(Detector):
                 allowed = any(ip in n for n in self._allow_nets)
             except ValueError:
                 allowed = False
-        info = (self._hash(raw), self._hash(_net_of(raw)), allowed)
+        info = (self._hash(raw), self._internal_key(_net_of(raw)), allowed)
         if len(self._src_memo) >= MEMO_MAX:
             self._src_memo.clear()
         self._src_memo[raw] = info
@@ -189,7 +196,7 @@ class AuthDetector(Detector):
         """Hashed user agent, or None when the agent is allow-listed."""
         if len(self._ua_memo) >= MEMO_MAX:
             self._ua_memo.clear()
-        h = None if (self._allow_ua is not None and self._allow_ua.search(raw)) else self._hash(raw)
+        h = None if (self._allow_ua is not None and self._allow_ua.search(raw)) else self._internal_key(raw)
         self._ua_memo[raw] = h
         return h
 
@@ -270,11 +277,8 @@ class AuthDetector(Detector):
             if ta is not None:
                 if hnet is not None and len(ta.nets) < SMALL_CAP:
                     ta.nets.add(hnet)
-                    ta.sources.add(hs)
                 if hua is not None and len(ta.uas) < SMALL_CAP:
                     ta.uas.add(hua)
-                if hp is not None and len(ta.principals) < SMALL_CAP:
-                    ta.principals.add(hp)
         if e.op_class == OP_PROTECTED:
             o = sa.ops.get(e.op)
             if o is None:
@@ -333,10 +337,13 @@ class AuthDetector(Detector):
             pass
         else:
             return
-        self._account(sa, hp, hs, hua, outcome, n, e.time, e.trace_id, e.unknown)
+        self._account(sa, hp, hs, hua, outcome, n, e.time, e.trace_id, e.unknown, e.service)
 
     def _account(self, sa: ServiceAcc, hp: str | None, hs: str | None, hua: str | None, outcome: int, n: int,
-                 t: float, trace: bytes, unknown: bool) -> None:
+                 t: float, trace: bytes, unknown: bool, service: str) -> None:
+        """Per-entity window counters. Ordered events are kept only where a failure run can be
+        involved (a failure in this window, or a run carried over in the entity's state), so the
+        common success-only login allocates no event list."""
         if hp is not None:
             pa = sa.pr.get(hp)
             if pa is None:
@@ -346,9 +353,14 @@ class AuthDetector(Detector):
                 else:
                     pa = sa.pr[hp] = PAcc()
             if pa is not None:
+                keep = True
                 if outcome == FAIL:
                     pa.fail += n
-                    pa.src_fail[hs] = pa.src_fail.get(hs, 0) + n
+                    sf = pa.src_fail
+                    if sf is None:
+                        pa.src_fail = {hs: n}
+                    else:
+                        sf[hs] = sf.get(hs, 0) + n
                     if not pa.trace:
                         pa.trace = trace
                 elif outcome == OK:
@@ -357,14 +369,22 @@ class AuthDetector(Detector):
                         pa.srcs = {hs}
                     elif len(pa.srcs) < SMALL_CAP:
                         pa.srcs.add(hs)
+                    if pa.events is None:
+                        ps = self._principals.data.get((service, hp))
+                        keep = ps is not None and ps.run > 0
                 else:
                     pa.forb += n
-                if len(pa.events) < EVENT_CAP:
-                    pa.events.append((t, outcome, hs, n))
-                elif outcome == FAIL:
-                    pa.xfail += n
-                elif outcome == OK:
-                    pa.xsucc += n
+                    keep = False
+                if keep:
+                    ev = pa.events
+                    if ev is None:
+                        pa.events = [(t, outcome, hs, n)]
+                    elif len(ev) < EVENT_CAP:
+                        ev.append((t, outcome, hs, n))
+                    elif outcome == FAIL:
+                        pa.xfail += n
+                    else:
+                        pa.xsucc += n
         if hs is not None:
             s = sa.src.get(hs)
             if s is None:
@@ -372,16 +392,24 @@ class AuthDetector(Detector):
                     sa.overflow += 1
                     return
                 s = sa.src[hs] = SAcc()
+            keep = True
             if outcome == FAIL:
                 s.fail += n
                 if unknown:
                     s.unknown += n
                 if hp is not None:
-                    s.principals[hp] = s.principals.get(hp, 0) + n
+                    pr = s.principals
+                    if pr is None:
+                        s.principals = {hp: n}
+                    else:
+                        pr[hp] = pr.get(hp, 0) + n
                 if not s.trace:
                     s.trace = trace
             elif outcome == OK:
                 s.succ += n
+                if s.events is None:
+                    ss = self._sources.data.get((service, hs))
+                    keep = ss is not None and ss.run > 0
             else:
                 return
             if hua is not None:
@@ -389,12 +417,16 @@ class AuthDetector(Detector):
                     s.uas = {hua}
                 elif len(s.uas) < SMALL_CAP:
                     s.uas.add(hua)
-            if len(s.events) < EVENT_CAP:
-                s.events.append((t, outcome, hp, n))
-            elif outcome == FAIL:
-                s.xfail += n
-            else:
-                s.xsucc += n
+            if keep:
+                ev = s.events
+                if ev is None:
+                    s.events = [(t, outcome, hp, n)]
+                elif len(ev) < EVENT_CAP:
+                    ev.append((t, outcome, hp, n))
+                elif outcome == FAIL:
+                    s.xfail += n
+                else:
+                    s.xsucc += n
 
     # ------------------------------------------------------------------ window close
     def close_window(self, window: Window) -> list[Candidate]:
@@ -439,7 +471,7 @@ class AuthDetector(Detector):
         st = self._service(service, min(sa.first_time or window.start, window.start))
         st.last = idx
         warm = window.end - st.first_seen >= cfg.warmup
-        self._resolve_invalid_marks(sa)
+        self._resolve_invalid_marks(sa, service)
         out: list[Candidate] = []
         out += self._principals_close(window, service, sa, st, cfg, scores, warm)
         out += self._sources_close(window, service, sa, st, cfg, scores, out)
@@ -467,7 +499,7 @@ class AuthDetector(Detector):
             self.overflow_total += sa.overflow
         return out
 
-    def _resolve_invalid_marks(self, sa: ServiceAcc) -> None:
+    def _resolve_invalid_marks(self, sa: ServiceAcc, service: str) -> None:
         """sshd 'Invalid user U from S' without a following 'Failed … invalid user U' line = one failed probe."""
         for (hs, hp), (marks, failed, t, trace) in sa.inv.items():
             extra = marks - failed
@@ -479,7 +511,7 @@ class AuthDetector(Detector):
             if len(sa.fail_principals) < SET_CAP_WINDOW:
                 sa.fail_principals.add(hp)
             sa.fail_sources[hs] = sa.fail_sources.get(hs, 0) + extra
-            self._account(sa, hp, hs, None, FAIL, extra, t, trace, True)
+            self._account(sa, hp, hs, None, FAIL, extra, t, trace, True, service)
         sa.inv.clear()
 
     # -- helpers
@@ -543,7 +575,7 @@ class AuthDetector(Detector):
                     model.learn([0, pa.succ, 0, len(pa.srcs or ()), 0, 0.0])
                 continue
             ps.buckets.add(idx, [pa.fail, pa.succ, pa.forb])
-            for hs, c in pa.src_fail.items():
+            for hs, c in (pa.src_fail or {}).items():
                 touch_capped(ps.sources, hs, idx, c, SMALL_CAP)
             oldest = idx - hp_w + 1
             prune_members(ps.sources, oldest)
@@ -605,6 +637,12 @@ class AuthDetector(Detector):
                     + (" from a source that took part in the failures" if in_run else "")
                     + ("" if known else " from a source never seen to succeed for it"),
                     [pa.trace]))
+            if pa.srcs:  # successes without a run in this window were not kept as events
+                kn = ps.known or ()
+                for hs in pa.srcs:
+                    if hs is not None and hs not in kn and len(kn) < SMALL_CAP:
+                        kn = kn + (hs,)
+                ps.known = kn or None
             if alerting:
                 ps.alerting = idx + hp_w
             elif ps.alerting < idx:
@@ -619,7 +657,7 @@ class AuthDetector(Detector):
     @staticmethod
     def _run_principal(ps: PrincipalState, pa: PAcc, min_run: int, lookback: float) -> list[tuple]:
         hits = []
-        events = sorted(pa.events, key=lambda e: e[0])
+        events = sorted(pa.events or (), key=lambda e: e[0])
         if pa.xfail or pa.xsucc:
             t_last = events[-1][0] if events else 0.0
             if pa.xfail:
@@ -680,7 +718,7 @@ class AuthDetector(Detector):
                     model.learn([0, s_.succ, 0, 0.0, 0, 0.0, len(s_.uas or ())])
                 continue
             ss.buckets.add(idx, [s_.fail, s_.succ, s_.unknown])
-            for hp, c in s_.principals.items():
+            for hp, c in (s_.principals or {}).items():
                 touch_capped(ss.principals, hp, idx, c)
             for hua in s_.uas or ():
                 touch_capped(ss.uas, hua, idx, 0, SMALL_CAP)
@@ -761,7 +799,7 @@ class AuthDetector(Detector):
     @staticmethod
     def _run_source(ss: SourceState, s_: SAcc, min_run: int, lookback: float) -> list[tuple]:
         hits = []
-        events = sorted(s_.events, key=lambda e: e[0])
+        events = sorted(s_.events or (), key=lambda e: e[0])
         if s_.xfail or s_.xsucc:
             t_last = events[-1][0] if events else 0.0
             if s_.xfail:
@@ -815,8 +853,8 @@ class AuthDetector(Detector):
                 ts.alerting = idx + ht_w
                 out.append(self._cand(
                     "token_reuse", service, {"token": ht}, r, "warning",
-                    {"networks": nets, "user_agents": uas, "window_sources": len(ta.sources),
-                     "window_principals": len(ta.principals), "horizon_seconds": ht_w * ws},
+                    {"networks": nets, "user_agents": uas, "window_networks": len(ta.nets),
+                     "horizon_seconds": ht_w * ws},
                     {"min_networks": thr, "configured_min_networks": cfg.token_min_networks, "population_quantile": q,
                      "min_user_agents": cfg.token_min_user_agents},
                     f"one token used from {nets} networks and {uas} user agents in {ht_w * ws:g}s "
