@@ -373,3 +373,44 @@ def test_stuffing_sources_are_not_brute_force():
     recs = [span(T0 + i, f"acct{i}", ATTACKER, 401) for i in range(12)]
     recs += [span(T0 + 3.5, "ok1", ATTACKER, 200), span(T0 + 7.5, "ok2", ATTACKER, 200)]
     assert only(run(detector(), recs), "brute_force") == []
+
+
+def test_population_model_warms_up_then_separates_odd_from_typical():
+    import random
+
+    from detector.detectors.auth.models import SOURCE_CAPS, SOURCE_FEATURES, PopulationModel
+
+    m = PopulationModel(SOURCE_FEATURES, SOURCE_CAPS, quantile=0.95)
+    rnd = random.Random(3)
+    typical = [0, 3, 0, 0.0, 0, 0.0, 1]
+    assert m.judge(typical)["state"] == "warming_up"  # HST scores 0 before its first window: not "normal"
+    for _ in range(400):  # normal sources: a few successes, now and then one typo
+        f = 1 if rnd.random() < 0.05 else 0
+        m.learn([f, rnd.randint(1, 6), f, f / (f + 3), f, 0.0, rnd.randint(1, 2)])
+    assert m.judge(typical)["state"] == "typical"
+    odd = m.judge([40, 0, 25, 1.0, 1.6, 0.8, 1])
+    assert odd["state"] == "odd" and odd["score"] > odd["threshold"]
+
+
+def test_model_gate_suppresses_borderline_hit_on_a_typical_entity_only():
+    from detector.detectors.auth.models import PRINCIPAL_CAPS, PRINCIPAL_FEATURES, PopulationModel
+
+    det = detector()
+    cfg = det.config
+    m = PopulationModel(PRINCIPAL_FEATURES, PRINCIPAL_CAPS, quantile=0.95)
+    for i in range(400):  # a population where 10-12 failures per horizon is common (e.g. a flaky client fleet)
+        m.learn([10 + i % 3, 1, 0, 1, 0, 0.9])
+    fire, verdict = det._gate(cfg, m, [11, 1, 0, 1, 0, 0.92], ratio=1.1)
+    assert (fire, verdict["state"]) == (False, "typical")
+    fire, verdict = det._gate(cfg, m, [11, 1, 0, 1, 0, 0.92], ratio=2.5)  # far over the guard: fires anyway
+    assert fire
+    fire, verdict = det._gate(cfg, m, [300, 0, 0, 30, 1, 1.0], ratio=1.1)
+    assert fire and verdict["state"] == "odd"
+
+
+def test_allow_listed_principals_and_probe_agents_are_ignored():
+    recs = [span(T0 + i, "healthcheck", ATTACKER, 401) for i in range(20)]
+    recs += [span(T0 + i, f"v{i}", "203.0.113.4", 401, ua="kube-probe/1.29") for i in range(20)]
+    det = detector(allow_principals=["healthcheck"], allow_user_agents=[r"^kube-probe/"])
+    assert run(det, recs) == []
+    assert det.allowlisted_total == 40
