@@ -509,3 +509,25 @@ def test_odd_values_do_not_break_the_hot_path_and_stay_bounded():
     st = det._pops[("span", "checkout", 3, "POST /pay", "payment")]
     assert all(len(v) <= 64 for ks in st.keys.values() for v in (ks.distinct or {}) if isinstance(v, str))
     assert det.state_dict()["pops"]
+
+
+def test_low_traffic_population_is_tested_when_enough_records_and_its_alert_does_not_flap():
+    def before(rnd, i):
+        return {"http.request.method": "POST", "order_id": str(rnd.randrange(10**6))}
+
+    def after(rnd, i):
+        return {"http.request.method": "POST", "orderId": str(rnd.randrange(10**6))}
+
+    det = make(warmup_records=50)
+    drv = Driver(det)
+    res = resource("checkout")
+    assert drv.run(WARM, spans_of(res, "POST /pay", before, n=4)) == []
+    per_window = [drv.window(spans_of(res, "POST /pay", after, n=4, seed=s)) for s in range(9)]
+    # 4 spans per window: a test every 2-3 windows (>= min_records merged); between tests the alert is kept up
+    first = next(i for i, c in enumerate(per_window) if c)
+    assert first <= 2 and all(len(c) == 1 for c in per_window[first:])
+    assert len({c[0].alert_id for c in per_window if c}) == 1
+    assert per_window[first][0].kind == "attribute_renamed"
+    # traffic goes back: the next test no longer finds the change and the repeats stop
+    back = [drv.window(spans_of(res, "POST /pay", before, n=4, seed=s)) for s in range(6)]
+    assert [len(c) for c in back][-3:] == [0, 0, 0]

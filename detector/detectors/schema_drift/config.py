@@ -61,7 +61,7 @@ class SchemaDriftTunables(StrictModel):
     warmup_records: int = Field(200, ge=1, description="records a population must have seen before it may alert")
     warmup: Duration = Field("10m", description="event time a population must have been seen before it may alert")
     min_records: int = Field(10, ge=1, description="records needed to test; fewer merge with the next windows")
-    max_merged_windows: int = Field(6, ge=1, description="windows merged at most while waiting for min_records")
+    max_merged_windows: int = Field(60, ge=1, description="windows merged at most while waiting for min_records (low-traffic populations)")
     half_life_records: float = Field(1000.0, gt=0, description="records after which the learned baseline weighs half")
     added_min_share: float = Field(0.05, ge=0, le=1, description="share of records an unseen key must reach to count as added")
     optional_presence: float = Field(0.5, ge=0, le=1, description="a required key whose window presence falls (significantly) to this or below is partly removed")

@@ -15,7 +15,10 @@ before, ids leaking into an enum attribute, a log line whose format changed).
 When it does not: changes in values of high-cardinality keys (only their
 cardinality is watched), slow drifts inside the learned tolerance, populations
 with fewer than ``min_records`` records per ``max_merged_windows`` windows (they
-learn but are never tested).
+learn but are never tested). A population is tested when ``min_records``
+records are there (merging windows); its alert candidates are repeated in the
+windows between two tests while the change is pending, so low-traffic alerts
+do not flap.
 
 Benign vs breaking (severity): a semantic-convention rename (table derived
 from the official schema file, :mod:`.semconv`) with a matching ``schema_url``
@@ -54,6 +57,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+from dataclasses import replace
 from typing import Any, ClassVar, Iterable, Sequence
 
 import numpy as np
@@ -74,6 +78,7 @@ STATE_FORMAT = 1
 _GLOBAL_SIG_CAP = 20_000  # distinct signatures per window over all populations
 _SCHEMA_CAP = 10_000  # (service, scope) schema_url entries per window
 _MAX_SCORES = 10_000
+WARMUP_MERGE = 6  # windows merged at most while a population warms up (learning only)
 WARN_SEVERITY = 13  # OTel logs data model: WARN = 13..16; text lines at or above are not template-mined
 
 
@@ -131,6 +136,7 @@ class SchemaDriftDetector(Detector):
         self._schema_changes: dict[str, list[tuple[float, Any, Any]]] = {}
         self._matchers: dict[tuple, _Matcher] = {}
         self._scores: dict[tuple[str, str, str], float] = {}
+        self._sticky: dict[tuple, tuple[float, list[Candidate]]] = {}
         self._closes = 0
         self.evicted_keys_total = 0
         self.dropped_records_total = 0
@@ -376,9 +382,8 @@ class SchemaDriftDetector(Detector):
                     st.pend = Stat(pw.start)
                 st.pend.add(pw, acc.end, 4 * key_cap)
                 if pw.tpl and st.miner is not None:
-                    for cid in pw.tpl:
-                        if cid not in st.texts:
-                            st.texts[cid] = template_text(st.miner, cid)
+                    for cid in pw.tpl:  # Drain widens templates as it sees more lines: refresh the text
+                        st.texts[cid] = template_text(st.miner, cid)
         seen = set()
         for acc in accs:
             for pk, pw in acc.pops.items():
@@ -388,10 +393,16 @@ class SchemaDriftDetector(Detector):
                 seen.add(id(st))
                 cfg = self.config.for_service(pk[1])
                 need = max(cfg.min_records, cfg.log_min_records) if pk[0] == "log" else cfg.min_records
-                if st.pend.n >= need or st.pend.windows >= cfg.max_merged_windows:
+                armed = st.n_total >= cfg.warmup_records and now - st.first_seen >= cfg.warmup
+                if (
+                    st.pend.n >= need
+                    or st.pend.windows >= cfg.max_merged_windows
+                    or (not armed and st.pend.windows >= WARMUP_MERGE)
+                ):
                     ready.append((st, st.pend))
                     st.pend = None
         out.extend(self._evaluate(ready, now))
+        out.extend(self._sticky_candidates(now, {id(st) for st, _ in ready}))
         for svc, c in dropped.items():
             out.append(
                 Candidate(
@@ -486,8 +497,34 @@ class SchemaDriftDetector(Detector):
                     )
                 )
             learn(st, stat, env, set(st.pending), accepted)  # keys refused at the cap show up as overflow next time
+            fired = [c for c, s2, _ in out if s2 is st]
+            if fired:
+                self._sticky[st.key] = (now, fired)
+            else:
+                self._sticky.pop(st.key, None)
         self._other_side(out)
         return [c for c, _, _ in out]
+
+    def _sticky_candidates(self, now: float, tested: set[int]) -> list[Candidate]:
+        """Repeat the last findings of populations not tested in this close while the change is pending.
+
+        A low-traffic population is tested only every few windows (when
+        ``min_records`` are there); its alert must not resolve in between. The
+        repeat stops when a test no longer finds the change, when it is accepted,
+        or ``max_merged_windows`` windows after the last test.
+        """
+        out: list[Candidate] = []
+        horizon = self.config.max_merged_windows * self.context.window_seconds
+        for pk in list(self._sticky):
+            when, cands = self._sticky[pk]
+            st = self._pops.get(pk)
+            if st is None or now - when > horizon or not st.pending:
+                del self._sticky[pk]
+                continue
+            if id(st) in tested:
+                continue
+            out.extend(replace(c) for c in cands)
+        return out
 
     def _other_side(self, out: list[tuple[Candidate, PopState, Finding]]) -> None:
         """State in each edge candidate whether the other side of the edge shows the same change."""

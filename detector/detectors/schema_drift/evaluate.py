@@ -405,14 +405,25 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
                     )
                 )
                 continue
-            top = max(new.items(), key=lambda kv: kv[1]) if new else None
-            if top is not None and top[1] >= cfg.new_value_min_records and top[1] / wn >= cfg.new_value_min_share:
-                out.append(_value_finding(st, k, ks, w, wn, new, env, desc, prefix, stat, top[1] / wn, cfg.new_value_min_share))
+            # never-seen values accumulate over tests (ks.nov) until they are adopted, so that a new value
+            # at 20 % of a low-traffic operation is seen after a few windows, not learned away one by one
+            nov_n = ks.nov_n + wn
+            acc = dict(ks.nov) if ks.nov else {}
+            for v, c in new.items():
+                if v != OVERFLOW:
+                    acc[v] = acc.get(v, 0) + c
+            top = max(acc.items(), key=lambda kv: kv[1]) if acc else None
+            if top is not None and top[1] >= cfg.new_value_min_records and top[1] / nov_n >= cfg.new_value_min_share:
+                shares = {v: c / nov_n for v, c in acc.items()}
+                out.append(_value_finding(st, k, ks, w, wn, shares, env, desc, prefix, stat, top[1] / nov_n,
+                                          cfg.new_value_min_share))
                 continue
             if wn >= cfg.value_min_records:
                 g, df, js = _gtest(ks, w, wn)
                 if df > 0 and js >= cfg.value_js_distance:
-                    gtests.append(GTest(g, df, js, _value_finding(st, k, ks, w, wn, new, env, desc, prefix, stat, js, cfg.value_js_distance)))
+                    shares = {v: c / wn for v, c in new.items() if v != OVERFLOW}
+                    gtests.append(GTest(g, df, js, _value_finding(st, k, ks, w, wn, shares, env, desc, prefix, stat, js,
+                                                                  cfg.value_js_distance)))
 
     # --- log templates
     if signal == "log" and stat.tpl:
@@ -526,12 +537,12 @@ def _gtest(ks: KeyStat, w: dict, wn: int) -> tuple[float, int, float]:
     return 2.0 * g, k, js
 
 
-def _value_finding(st, k, ks, w, wn, new, env, desc, prefix, stat, score, threshold) -> Finding:
+def _value_finding(st, k, ks, w, wn, new_shares, env, desc, prefix, stat, score, threshold) -> Finding:
     vn = ks.vn or 1.0
     top_base = sorted(ks.vals.items(), key=lambda kv: -kv[1])[:5]
     top_win = sorted(((v, c) for v, c in w.items() if v != OVERFLOW), key=lambda kv: -kv[1])[:5]
-    new_top = sorted(new.items(), key=lambda kv: -kv[1])[:3]
-    new_txt = ", ".join(f"{env.show(k, v)} ({_pct(c / wn)})" for v, c in new_top if v != OVERFLOW)
+    new_top = sorted(new_shares.items(), key=lambda kv: -kv[1])[:3]
+    new_txt = ", ".join(f"{env.show(k, v)} ({_pct(sh)})" for v, sh in new_top)
     return Finding(
         "value_distribution_shift",
         ("values", k),
@@ -540,7 +551,7 @@ def _value_finding(st, k, ks, w, wn, new, env, desc, prefix, stat, score, thresh
         float(score),
         float(threshold),
         {"records": wn, "shares": {env.show(k, v): round(c / wn, 4) for v, c in top_win},
-         "new_values": {env.show(k, v): round(c / wn, 4) for v, c in new_top if v != OVERFLOW}},
+         "new_values": {env.show(k, v): round(sh, 4) for v, sh in new_top}},
         {"shares": {env.show(k, v): round(c / vn, 4) for v, c in top_base}, "distinct": len(ks.vals)},
         f"{desc}: value distribution of '{k}' shifted over {wn} records"
         + (f"; never-seen values {new_txt}" if new_txt else f" (Jensen-Shannon distance {score:.2f})"),
@@ -635,12 +646,15 @@ def learn(st: PopState, stat: Stat, env: Env, frozen: set, accepted: set) -> int
             if k in adopt_vals and w:
                 ks.vals = {v: float(cc) for v, cc in w.items() if v != OVERFLOW}
                 ks.vn = sum(ks.vals.values())
+                ks.nov, ks.nov_n = None, 0
             elif w and k not in frozen_vals:
                 vals = ks.vals
                 for v in vals:
                     vals[v] *= d
+                if env.armed:
+                    _track_novel(ks, w, cfg)
                 for v, cc in w.items():
-                    if v != OVERFLOW:
+                    if v != OVERFLOW and (v in vals or not env.armed):
                         vals[v] = vals.get(v, 0.0) + cc
                 if len(vals) > 2 * cfg.enum_max_distinct:
                     for v in sorted(vals, key=vals.get)[: len(vals) - 2 * cfg.enum_max_distinct]:
@@ -705,6 +719,32 @@ def learn(st: PopState, stat: Stat, env: Env, frozen: set, accepted: set) -> int
         for cid in [c for c in st.texts if c not in st.tpl]:
             del st.texts[cid]
     return rejected
+
+
+def _track_novel(ks: KeyStat, w: dict, cfg: Any) -> None:
+    """Accumulate never-seen values of an enum key; adopt them into ``ks.vals`` once they are plainly normal.
+
+    A value is adopted when it reached ``new_value_min_records`` without the
+    share of an alert (a rare but legitimate value); everything is adopted after
+    ``10 * value_min_records`` values of the key (or 64 pending values), so the
+    accumulator stays small and old novelties do not linger.
+    """
+    nov = ks.nov if ks.nov is not None else {}
+    wn = sum(w.values())
+    for v, c in w.items():
+        if v != OVERFLOW and v not in ks.vals:
+            nov[v] = nov.get(v, 0) + c
+    ks.nov_n += wn
+    for v in [v for v, c in nov.items() if c >= cfg.new_value_min_records]:
+        ks.vals[v] = float(nov.pop(v))
+    if ks.nov_n >= 10 * cfg.value_min_records or len(nov) > 64:
+        for v, c in nov.items():
+            ks.vals[v] = float(c)
+        nov = {}
+    if nov:
+        ks.nov = nov
+    else:
+        ks.nov, ks.nov_n = None, 0
 
 
 def expire_keys(st: PopState, now: float, ttl: float) -> int:

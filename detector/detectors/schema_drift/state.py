@@ -307,10 +307,12 @@ class KeyStat:
         nu: ``river.sketch.NUnique`` for high-cardinality keys, else None.
         nsamp: sampled values seen. enum: True when the value distribution is tested.
         vals, vn: decayed value counts and their sum (enum keys only).
+        nov, nov_n: never-seen values counted since the oldest of them appeared, and
+            the key's values counted over the same span (see ``evaluate._track_novel``).
         last_seen: event time (seconds) the key was last seen.
     """
 
-    __slots__ = ("s", "types", "distinct", "nu", "nsamp", "enum", "vals", "vn", "last_seen")
+    __slots__ = ("s", "types", "distinct", "nu", "nsamp", "enum", "vals", "vn", "last_seen", "nov", "nov_n")
 
     def __init__(self, s: float, now: float) -> None:
         self.s = s
@@ -322,6 +324,8 @@ class KeyStat:
         self.vals: dict | None = None
         self.vn = 0.0
         self.last_seen = now
+        self.nov: dict | None = None
+        self.nov_n = 0
 
     def cardinality(self) -> int:
         """Distinct values seen (exact while small, NUnique estimate after)."""
@@ -350,12 +354,15 @@ class KeyStat:
                 self.nu.update(repr(v))
 
     def state(self) -> tuple:
-        return (self.s, self.types, self.distinct, self.nu, self.nsamp, self.enum, self.vals, self.vn, self.last_seen)
+        return (self.s, self.types, self.distinct, self.nu, self.nsamp, self.enum, self.vals, self.vn, self.last_seen,
+                self.nov, self.nov_n)
 
     @classmethod
     def from_state(cls, t: tuple) -> "KeyStat":
         ks = cls(t[0], t[8])
         ks.types, ks.distinct, ks.nu, ks.nsamp, ks.enum, ks.vals, ks.vn = t[1], t[2], t[3], t[4], t[5], t[6], t[7]
+        if len(t) > 10:
+            ks.nov, ks.nov_n = t[9], t[10]
         return ks
 
 
