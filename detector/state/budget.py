@@ -55,10 +55,11 @@ TABLES: tuple[Table, ...] = (
     # 1.6 KiB), remembered span ids (two generations of ~106 B each)
     Table("pipeline.queue_items", 1_800, 0.16, 1_000),
     Table("pipeline.dedup_max_entries", 260, 0.06, 10_000),
-    # error_rate: one row per service / edge / operation / log signature series (2.0 KiB measured)
-    Table("detectors.error_rate.max_series", 2_200, 0.14, 100),
+    # error_rate: one row per service / edge / operation / log signature series (2.2 KiB measured)
+    Table("detectors.error_rate.max_series", 2_400, 0.14, 100),
     # schema_drift: one population per (service, kind, operation, peer) / log source / resource;
-    # 4.5 KiB measured with 4 keys, far more with hundreds of keys: budgeted at 24 KiB
+    # 4.5 KiB measured with 4 keys (two populations + a schema entry per new service: 9.1 KiB),
+    # far more with hundreds of keys: budgeted at 24 KiB
     Table("detectors.schema_drift.max_populations", 24_000, 0.28, 100),
     # auth: principals, sources, tokens (3.3 / 3.4 KiB measured, incl. per-entity buckets and LRU entry)
     Table("detectors.auth.max_principals", 3_500, 0.12, 100),
