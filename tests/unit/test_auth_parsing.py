@@ -167,3 +167,12 @@ def test_invalid_user_probe_counts_once_with_or_without_failed_line():
     c = res[-1][1]
     assert c.observed["failures"] == 12 and c.observed["failed_principals"] == 12
     assert c.observed["unknown_principal_failures"] == 12
+
+
+def test_huge_and_odd_bodies_are_cheap_and_safe():
+    p = parser()
+    assert p.parse(log(T0, "Failed password for " + "x" * 2_000_000)) is None
+    assert p.parse(log(T0, b"Failed password for root from 1.2.3.4 port 1 ssh2")) is None  # bytes body
+    assert p.parse(log(T0, None)) is None
+    assert p.parse(log(T0, ["a", 1])) is None
+    assert p.parse(log(T0, {"event.outcome": 3, "event.category": ["authentication"]})) is None

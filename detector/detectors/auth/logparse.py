@@ -61,6 +61,7 @@ _WEB = re.compile(
     r'^(?P<source>\S+) \S+ (?P<user>\S+) \[[^\]]*\] "(?P<method>[A-Z]+) (?P<path>\S+)(?: [^"]*)?" (?P<status>\d{3}) \S+'
     r'(?: "[^"]*" "(?P<ua>[^"]*)")?'
 )
+MAX_LINE = 4096
 _KEYWORDS_SSH = ("Failed ", "Accepted ", "Invalid user ", "authentication failure", "message repeated")
 
 # Parsed line: (outcome, user, source, user_agent, token, count, unknown, op, http_ok)
@@ -102,6 +103,8 @@ class LogParser:
         """One recognised auth event of ``rec`` or None."""
         body = rec.body
         if type(body) is str:
+            if len(body) > MAX_LINE:
+                body = body[:MAX_LINE]  # auth lines are short; bound the regex work on huge bodies
             for rx, fixed, unknown in self._user:
                 m = rx.search(body)
                 if m is not None:
