@@ -531,3 +531,14 @@ def test_low_traffic_population_is_tested_when_enough_records_and_its_alert_does
     # traffic goes back: the next test no longer finds the change and the repeats stop
     back = [drv.window(spans_of(res, "POST /pay", before, n=4, seed=s)) for s in range(6)]
     assert [len(c) for c in back][-3:] == [0, 0, 0]
+
+
+def test_ids_leaking_into_span_names_are_one_cardinality_explosion_within_a_window():
+    det, drv, res = warmed(n=40)
+    got = drv.window(lambda w: [span(res, f"GET /products/{4700 + i}", client_attrs(random.Random(i), i), kind=SPAN_KIND_SERVER,
+                                     peer="gateway", t=w.start + 1 + i * 0.1, i=i) for i in range(40)])
+    assert [(c.kind, c.subject, c.observed["new_operations"]) for c in got] == [
+        ("cardinality_explosion", {"limit": "operations_per_service"}, 40)]
+    # a new service (not warmed up) starting with many operations is not an explosion
+    other = resource("brand-new")
+    assert drv.window(lambda w: [span(other, f"op{i}", {"a": 1}, t=w.start + 1, i=i) for i in range(40)]) == []

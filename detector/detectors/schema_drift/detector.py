@@ -85,13 +85,14 @@ WARN_SEVERITY = 13  # OTel logs data model: WARN = 13..16; text lines at or abov
 class _Acc:
     """Everything counted for one open window."""
 
-    __slots__ = ("pops", "schema", "nsigs", "dropped", "start", "end")
+    __slots__ = ("pops", "schema", "nsigs", "dropped", "new_ops", "start", "end")
 
     def __init__(self, window: Window) -> None:
         self.pops: dict[tuple, PopWin] = {}
         self.schema: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
         self.nsigs = 0
         self.dropped: dict[str, int] = {}
+        self.new_ops: dict[str, list] = {}  # service -> [count, example operation names]
         self.start = window.start
         self.end = window.end
 
@@ -132,6 +133,7 @@ class SchemaDriftDetector(Detector):
         self._windows: dict[int, _Acc] = {}
         self._pops: dict[tuple, PopState] = {}
         self._svc_pops: dict[str, int] = {}
+        self._svc_first: dict[str, float] = {}
         self._schemas: dict[tuple[str, str], SchemaState] = {}
         self._schema_changes: dict[str, list[tuple[float, Any, Any]]] = {}
         self._matchers: dict[tuple, _Matcher] = {}
@@ -163,7 +165,16 @@ class SchemaDriftDetector(Detector):
             st = PopState(pk, now)
             if pk[0] == "log":
                 st.miner = new_miner(cfg.max_log_templates)
+            elif pk[0] == "span":
+                entry = acc.new_ops.get(service)
+                if entry is None:
+                    entry = acc.new_ops[service] = [0, []]
+                entry[0] += 1
+                if len(entry[1]) < 5:
+                    entry[1].append(pk[3][:80])
             self._pops[pk] = st
+            if service not in self._svc_pops:
+                self._svc_first[service] = now
             self._svc_pops[service] = self._svc_pops.get(service, 0) + 1
         pw = acc.pops[pk] = PopWin(st, acc.start)
         return pw
@@ -178,6 +189,7 @@ class SchemaDriftDetector(Detector):
         left = self._svc_pops.get(service, 1) - 1
         if left <= 0:
             self._svc_pops.pop(service, None)
+            self._svc_first.pop(service, None)
         else:
             self._svc_pops[service] = left
         self.evicted_total += 1
@@ -403,6 +415,7 @@ class SchemaDriftDetector(Detector):
                     st.pend = None
         out.extend(self._evaluate(ready, now))
         out.extend(self._sticky_candidates(now, {id(st) for st, _ in ready}))
+        out.extend(self._new_operations(accs, now))
         for svc, c in dropped.items():
             out.append(
                 Candidate(
@@ -504,6 +517,37 @@ class SchemaDriftDetector(Detector):
                 self._sticky.pop(st.key, None)
         self._other_side(out)
         return [c for c, _, _ in out]
+
+    def _new_operations(self, accs: list[_Acc], now: float) -> list[Candidate]:
+        """A known service creating ``cardinality_new_values`` new span operations in one window: ids in names/routes."""
+        counts: dict[str, list] = {}
+        for acc in accs:
+            for svc, (c, ex) in acc.new_ops.items():
+                cur = counts.setdefault(svc, [0, []])
+                cur[0] += c
+                cur[1].extend(ex[: 5 - len(cur[1])])
+        out = []
+        for svc, (c, ex) in counts.items():
+            cfg = self.config.for_service(svc)
+            first = self._svc_first.get(svc, now)
+            if c < cfg.cardinality_new_values or now - first < cfg.warmup + self.context.window_seconds:
+                continue
+            out.append(
+                Candidate(
+                    detector=NAME,
+                    kind="cardinality_explosion",
+                    service=svc,
+                    subject={"limit": "operations_per_service"},
+                    score=float(c),
+                    threshold=float(cfg.cardinality_new_values),
+                    severity="warning",
+                    observed={"new_operations": c, "examples": ex},
+                    baseline={"operations": self._svc_pops.get(svc, 0)},
+                    summary=f"{svc}: {c} never-seen span operations in one window, e.g. '{ex[0] if ex else ''}' "
+                    f"(ids leaking into span names or routes?)",
+                )
+            )
+        return out
 
     def _sticky_candidates(self, now: float, tested: set[int]) -> list[Candidate]:
         """Repeat the last findings of populations not tested in this close while the change is pending.
@@ -683,6 +727,7 @@ class SchemaDriftDetector(Detector):
             "pops": [st.state() for st in self._pops.values()],
             "schemas": [(k, ss.state()) for k, ss in self._schemas.items()],
             "schema_changes": {k: list(v) for k, v in self._schema_changes.items()},
+            "svc_first": dict(self._svc_first),
             "evicted_total": self.evicted_total,
             "evicted_keys_total": self.evicted_keys_total,
         }
@@ -702,6 +747,8 @@ class SchemaDriftDetector(Detector):
                 st.miner = new_miner(self.config.max_log_templates)
             self._pops[st.key] = st
             self._svc_pops[st.key[1]] = self._svc_pops.get(st.key[1], 0) + 1
+        self._svc_first = {svc: state.get("svc_first", {}).get(svc, st_first) for svc, st_first in
+                           ((st.key[1], st.first_seen) for st in self._pops.values())}
         self._schemas = {tuple(k): SchemaState.from_state(t) for k, t in state.get("schemas", [])}
         self._schema_changes = {k: [tuple(c) for c in v] for k, v in state.get("schema_changes", {}).items()}
         self.evicted_total = state.get("evicted_total", 0)
