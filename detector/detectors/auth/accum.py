@@ -54,8 +54,8 @@ class TAcc:
     __slots__ = ("nets", "uas", "trace")
 
     def __init__(self) -> None:
-        self.nets: set = set()
-        self.uas: set = set()
+        self.nets: tuple = ()
+        self.uas: tuple = ()
         self.trace = b""
 
 

@@ -87,6 +87,17 @@ def _nwin(seconds: float, window: float) -> int:
     return max(1, int(math.ceil(seconds / window - 1e-9)))
 
 
+def _touch_pairs(pairs: tuple, keys: tuple, idx: int, oldest: int) -> tuple:
+    """``((key, last_idx), …)`` updated with ``keys`` seen in window ``idx``, pruned below ``oldest``, capped."""
+    if len(pairs) == 1 and len(keys) == 1 and pairs[0][0] == keys[0]:
+        return ((keys[0], idx),)  # the common case: same single network / agent again
+    d = {k: last for k, last in pairs if last >= oldest}
+    for k in keys:
+        if k in d or len(d) < SMALL_CAP:
+            d[k] = idx
+    return tuple(d.items())
+
+
 def _stride(n: int) -> int:
     """Learn every ``stride``-th entity vector: ≈ n/32 learns, at least 1, at most ``LEARN_PER_WINDOW``."""
     learns = min(LEARN_PER_WINDOW, max(1, n // 32))
@@ -275,10 +286,12 @@ class AuthDetector(Detector):
                     ta = sa.tok[ht] = TAcc()
                     ta.trace = e.trace_id
             if ta is not None:
-                if hnet is not None and len(ta.nets) < SMALL_CAP:
-                    ta.nets.add(hnet)
-                if hua is not None and len(ta.uas) < SMALL_CAP:
-                    ta.uas.add(hua)
+                # small tuples: nearly every token has one network and one agent (and tuples of
+                # strings are untracked by the cyclic GC)
+                if hnet is not None and hnet not in ta.nets and len(ta.nets) < SMALL_CAP:
+                    ta.nets += (hnet,)
+                if hua is not None and hua not in ta.uas and len(ta.uas) < SMALL_CAP:
+                    ta.uas += (hua,)
         if e.op_class == OP_PROTECTED:
             o = sa.ops.get(e.op)
             if o is None:
@@ -838,13 +851,8 @@ class AuthDetector(Detector):
         oldest = idx - ht_w + 1
         for ht, ta in sa.tok.items():
             ts = self._tokens.get_or_create((service, ht), idx)
-            for d, new in ((ts.nets, ta.nets), (ts.uas, ta.uas)):
-                for x in new:
-                    if x in d or len(d) < SMALL_CAP:
-                        d[x] = idx
-                if len(d) > 1:
-                    for x in [x for x, last in d.items() if last < oldest]:
-                        del d[x]
+            ts.nets = _touch_pairs(ts.nets, ta.nets, idx, oldest)
+            ts.uas = _touch_pairs(ts.uas, ta.uas, idx, oldest)
             nets = len(ts.nets)
             uas = len(ts.uas)
             r = nets / thr

@@ -149,15 +149,16 @@ class SourceState:
 class TokenState:
     """One token/session id (hashed): source networks and user agents it was used from.
 
-    ``nets`` / ``uas``: hashed network (/24, /48) or user agent → last window index (capped at 16).
+    ``nets`` / ``uas``: ``((hashed network (/24, /48) or user agent, last window index), …)``,
+    at most 16 pairs; tuples, because nearly every token has exactly one of each.
     """
 
     __slots__ = ("last", "nets", "uas", "alerting")
 
     def __init__(self) -> None:
         self.last = 0
-        self.nets: dict[str, int] = {}
-        self.uas: dict[str, int] = {}
+        self.nets: tuple = ()
+        self.uas: tuple = ()
         self.alerting = -1
 
 
