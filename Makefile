@@ -7,7 +7,7 @@ CONFIG ?= config/default.yaml
 PYTEST_ARGS ?=
 FUZZ_SECONDS ?= 600
 
-.PHONY: run test install bench eval fuzz demo clean
+.PHONY: run test install bench eval fuzz demo clean config-docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ fuzz: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/otel-anomaly demo
+
+config-docs: $(STAMP)
+	$(PY) -m detector.config.render > config/default.yaml
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
