@@ -12,7 +12,7 @@ from detector.config.loader import load_config
 from detector.config.root import Config
 
 DEFAULT = Path(__file__).resolve().parents[2] / "config" / "default.yaml"
-REGEN = "regenerate it: python -m detector.config.render > config/default.yaml"
+REGEN = "regenerate it: make config-docs (python -m detector.config.render > config/default.yaml)"
 
 
 def schema_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
