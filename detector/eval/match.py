@@ -6,7 +6,8 @@ point-adjust inflates scores):
 * An **episode** is one alert series (its id) from the first time it fires;
   re-fires of the same id inside the alert manager's cooldown are the same
   episode. Its time is ``started_at`` (event time of the first anomalous window);
-  its detection time ``fired`` is the end of the window in which it opened.
+  its detection time ``fired`` is the end of the window in which it opened
+  (``_closed_at`` recorded by the harness, at least ``started_at + open_after`` windows).
 * An episode **matches** a label when the detector is the same, the service/peer
   agree (same service, or the label's peer, for an edge label either side; an
   alert with a peer must name the label's other side), and ``started_at`` lies in
@@ -42,7 +43,7 @@ def episodes_from_transitions(transitions: list[dict], window: float, open_after
         start = parse_time(a["started_at"])
         key = (a["id"], a["started_at"])
         ep = eps.get(key)
-        fired = start + window * open_after
+        fired = max(start + window * open_after, float(a.get("_closed_at") or 0.0))
         if ep is None:
             eps[key] = {"id": a["id"], "detector": a["detector"], "kind": a["kind"], "service": a["service"],
                         "peer": a.get("peer", ""), "severity": a["severity"], "start": start, "fired": fired,
