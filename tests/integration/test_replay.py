@@ -80,3 +80,26 @@ def test_live_serve_gives_the_same_transitions_as_replay(serve):
     replayed = [{k: a[k] for k in STABLE} for a in map(json.loads, replay(str(SMALL)).stdout.splitlines())]
     assert len(replayed) == 2
     assert live == replayed
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_replay_of_length_delimited_protobuf_is_identical(tmp_path):
+    traces = tmp_path / "traces.pb"
+    logs = tmp_path / "logs.pb"
+    with open(traces, "wb") as ft, open(logs, "wb") as fl:
+        for signal, msg in iter_requests(SMALL):
+            data = msg.SerializeToString()
+            (ft if signal == "traces" else fl).write(_varint(len(data)) + data)
+    r = replay(str(traces), str(logs))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == replay(str(SMALL)).stdout
+    assert "600 spans, 36 log records" in r.stderr
