@@ -406,7 +406,12 @@ class App:
         return {s: int(self.registry.get_sample_value(name, {"signal": s}) or 0) for s in ("spans", "log_records", "data_points")}
 
     def _log_transition(self, alert: dict[str, Any]) -> None:
-        alert_log.info("alert %s", alert["state"], extra={"transition": alert["state"], "alert": alert})
+        alert_log.info(
+            "alert %s: %s/%s %s%s: %s",
+            alert["state"], alert["detector"], alert["kind"], alert["service"],
+            f" -> {alert['peer']}" if alert["peer"] else "", alert["summary"],
+            extra={"transition": alert["state"], "alert": alert},
+        )  # fmt: skip
 
 
 def _checkpoint_module() -> Any:

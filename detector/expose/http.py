@@ -1,5 +1,8 @@
 """The HTTP endpoint: ``/metrics``, ``/healthz``, ``/readyz``, ``/api/v1/alerts``.
 
+``/api/v1/alerts`` takes optional filters ``state``, ``detector``, ``kind``,
+``service``, ``severity`` (repeatable, exact match), e.g. ``?state=firing&detector=auth``.
+
 stdlib :mod:`wsgiref` with one thread per request (``ThreadingMixIn``);
 ``/metrics`` is prometheus-client's WSGI app on the app's own registry, which
 serves the Prometheus text format, or OpenMetrics (with exemplars) when the
@@ -14,6 +17,7 @@ import logging
 import socketserver
 import threading
 from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -89,7 +93,13 @@ class HttpServer:
             ok, reason = self._ready()
             return _reply(start_response, "200 OK" if ok else "503 Service Unavailable", (reason or ("ready" if ok else "not ready")).encode() + b"\n")
         if path == "/api/v1/alerts":
-            body = json.dumps({"alerts": list(self._alerts())}, ensure_ascii=False, default=str).encode("utf-8", "replace")
+            alerts = list(self._alerts())
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            for key in ("state", "detector", "kind", "service", "severity"):
+                if key in query:
+                    wanted = set(query[key])
+                    alerts = [a for a in alerts if a.get(key) in wanted]
+            body = json.dumps({"alerts": alerts}, ensure_ascii=False, default=str).encode("utf-8", "replace")
             return _reply(start_response, "200 OK", body, "application/json")
         if path == "/":
             return _reply(start_response, "200 OK", b"otel-anomaly: /metrics /healthz /readyz /api/v1/alerts\n")

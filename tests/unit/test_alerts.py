@@ -203,6 +203,8 @@ def test_http_endpoints():
         assert urllib.request.urlopen(base + "/readyz").status == 200
         body = json.load(urllib.request.urlopen(base + "/api/v1/alerts"))
         assert [a["service"] for a in body["alerts"]] == ["checkout"]
+        assert json.load(urllib.request.urlopen(base + "/api/v1/alerts?state=resolved"))["alerts"] == []
+        assert len(json.load(urllib.request.urlopen(base + "/api/v1/alerts?state=firing&service=checkout"))["alerts"]) == 1
         req = urllib.request.Request(base + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
         resp = urllib.request.urlopen(req)
         assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
