@@ -441,7 +441,11 @@ def serve_main(config_path: str | None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda *_: hup.set())
-    app = App(config, config_path=config_path)
+    try:
+        app = App(config, config_path=config_path)
+    except ValueError as exc:  # e.g. a memory budget too small for the base process
+        log.error("invalid configuration: %s", exc)
+        return 2
     try:
         app.start()
     except Exception as exc:

@@ -78,10 +78,19 @@ def _check_config(path: str) -> int:
     from detector.config.loader import ConfigError, load_config
 
     try:
-        load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
+        return EXIT_INVALID
+    try:  # checks that need more than the schema (the memory budget plan)
+        from detector.state.budget import apply_budget
+
+        apply_budget(config.model_copy(deep=True))
+    except ImportError:
+        pass
+    except ValueError as exc:
+        print(f"{path}: {exc}")
         return EXIT_INVALID
     print(f"{path}: valid")
     return EXIT_OK

@@ -3,7 +3,9 @@
     python -m detector.config.render > config/default.yaml
 
 Descriptions come from each field's ``Field(description=...)`` (sub-sections:
-the model docstring's first line). Optional sub-sections that default to
+the model docstring's first line). Cap keys sized by ``state.memory_budget_mib``
+(:data:`detector.state.budget.TABLES`) are written commented out: a key present
+in the file counts as set by the user and would no longer follow the budget. Optional sub-sections that default to
 ``null`` (e.g. ``receiver.grpc.tls``) are shown as ``null`` followed by their
 keys commented out, so every key of the schema appears in the file
 (``tests/unit/test_config_default.py`` checks that, and that the file loads
@@ -47,20 +49,35 @@ def render_default_yaml() -> str:
     for name in Config.model_fields:
         lines.append("")
         lines.append(f"{name}:  # {SECTION_COMMENTS.get(name, _doc(type(getattr(cfg, name))))}")
-        _render(getattr(cfg, name), 1, lines, commented=False)
+        _render(getattr(cfg, name), 1, lines, commented=False, path=name)
     return "\n".join(lines) + "\n"
 
 
-def _render(model: BaseModel, depth: int, lines: list[str], commented: bool) -> None:
+def _budget_caps() -> set[str]:
+    """Dotted paths of the cap keys sized by ``state.memory_budget_mib`` (left unset in the file)."""
+    try:
+        from detector.state.budget import TABLES
+    except ImportError:
+        return set()
+    return {t.path for t in TABLES}
+
+
+def _render(model: BaseModel, depth: int, lines: list[str], commented: bool, path: str = "") -> None:
     dumped = model.model_dump(mode="json")
     pad = "  " * depth
     prefix = "# " if commented else ""
+    caps = _budget_caps()
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
         desc = _one_line(info.description or "")
+        dotted = f"{path}.{name}" if path else name
         if isinstance(value, BaseModel):
             lines.append(f"{pad}{prefix}{name}:{_comment(desc or _doc(type(value)))}")
-            _render(value, depth + 1, lines, commented)
+            _render(value, depth + 1, lines, commented, dotted)
+            continue
+        if dotted in caps and not commented:
+            # a cap written in the file would count as set by the user and stop following the budget
+            lines.append(f"{pad}# {name}: {_scalar(dumped[name])}{_comment(desc + '; default lowered to fit state.memory_budget_mib, uncomment to pin')}")
             continue
         sub = _optional_model(info.annotation)
         if value is None and sub is not None:
