@@ -135,7 +135,8 @@ from detector.normalise.records import (
 STATE_VERSION = 1
 HOLD_WINDOWS = 3  # windows without anomaly that end an episode (and make a series evictable)
 MAX_SCORE = 99.0
-_SIG_CACHE_MAX = 4096
+_SIG_CACHE_MAX = 4096  # error log bodies -> signature, cleared when full
+_SIG_CACHE_BODY = 2048  # longer bodies are not cached (bounded memory)
 ADWIN_SATURATION = 10.0  # ADWIN sees min(ratio / baseline, 10) / 10
 ADWIN_CLOCK = 1  # check for change on every update: one update per window, not per request (river default 32)
 MAX_RING = 360  # windows remembered per series (learning delay / aggregates); 360 x 10 s = 1 h
@@ -249,7 +250,7 @@ class ErrorRateDetector(Detector):
     def reconfigure(self, config: ErrorRateConfig) -> None:
         """New thresholds from a SIGHUP; every learned baseline, CUSUM and ADWIN is kept."""
         self.config = config
-        self._table.resize_ring(max(self._table.ring, self._ring_size(config)))
+        self._table.resize_ring(self._ring_size(config))  # a changed size drops only the short-term windows
         self._refresh_all_params()
 
     # -- hot path ------------------------------------------------------------------------------
@@ -326,7 +327,7 @@ class ErrorRateDetector(Detector):
                     body = None
                 if sig is None:
                     sig = error_signature(r.body)
-                    if body is not None:
+                    if body is not None and (type(body) is not str or len(body) <= _SIG_CACHE_BODY):
                         if len(cache) >= _SIG_CACHE_MAX:
                             cache.clear()
                         cache[body] = sig
