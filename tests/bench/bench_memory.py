@@ -396,17 +396,20 @@ def render(results: list[dict], command: str, items: list[dict] | None = None) -
     for r in results:
         c = r.get("checkpoint")
         if c:
-            lines.append(f"- {r['attack']}: {c['bytes'] / 1048576:.1f} MiB written in {c['seconds']} s, RSS peak {c['peak_above_mib']} MiB above the steady state while pickling")
+            lines.append(f"- {r['attack']} @ {r['budget_mib']:g} MiB: {c['bytes'] / 1048576:.1f} MiB written in {c['seconds']} s, RSS peak {c['peak_above_mib']} MiB above the steady state while pickling")
     lines += ["", "RSS curve (MiB) every 10 windows, attack from window 70 to 170:", ""]
     for r in results:
         pts = " ".join(f"{p['rss_mib']:.0f}" for p in r["curve"])
-        lines.append(f"- {r['attack']}: {pts}")
+        lines.append(f"- {r['attack']} @ {r['budget_mib']:g} MiB: {pts}")
     lines += ["", "Planned caps (from `state.memory_budget_mib`, `detector/state/budget.py`):", ""]
-    for k, v in results[0]["caps"].items():
-        lines.append(f"- `{k}`: {v:,}")
+    seen_budgets = {}
+    for r in results:
+        seen_budgets.setdefault(r["budget_mib"], r["caps"])
+    for b, caps in seen_budgets.items():
+        lines.append(f"- {b:g} MiB: " + ", ".join(f"`{k}` {v:,}" for k, v in caps.items()))
     lines += ["", "Alerts that fired (detector/kind: count) — the attacks themselves are visible too:", ""]
     for r in results:
-        lines.append(f"- {r['attack']}: " + ", ".join(f"{k} {v}" for k, v in sorted(r["firing_by_kind"].items())))
+        lines.append(f"- {r['attack']} @ {r['budget_mib']:g} MiB: " + ", ".join(f"{k} {v}" for k, v in sorted(r["firing_by_kind"].items())))
     if items:
         from detector.state.budget import TABLES
 
@@ -433,14 +436,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.bench.bench_memory", description=__doc__.splitlines()[0])
     ap.add_argument("--attack", action="append", choices=ATTACKS)
     ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--budget", type=float, default=512)
+    ap.add_argument("--budget", type=float, action="append", help="MiB; repeatable (default: 512 and 1024)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--skip-per-item", action="store_true", help="skip the RSS-per-item measurements")
     ap.add_argument("--child", choices=ATTACKS, help=argparse.SUPPRESS)
     ap.add_argument("--per-item", choices=PER_ITEM, help="measure one table's RSS per tracked item and print it")
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.n, args.budget)))
+        print(json.dumps(child(args.child, args.n, (args.budget or [512.0])[0])))
         return 0
     if args.per_item:
         print(json.dumps(per_item(args.per_item, min(args.n, 100_000))))
@@ -448,12 +451,13 @@ def main(argv: list[str] | None = None) -> int:
     items = [] if args.skip_per_item else [run_per_item(t, 50_000) for t in PER_ITEM]
     for it in items:
         print(json.dumps(it), file=sys.stderr)
+    budgets = args.budget or [512.0, 1024.0]
     results = []
-    for attack in args.attack or ATTACKS:
-        r = run_attack(attack, args.n, args.budget)
-        print(f"{attack}: RSS {r['base_rss_mib']} -> {r['final_rss_mib']} MiB (peak {r['peak_rss_mib']}), found {r['found']}, {r['seconds']} s", file=sys.stderr)
+    for attack, budget in [(a, b) for b in budgets for a in (args.attack or ATTACKS)]:
+        r = run_attack(attack, args.n, budget)
+        print(f"{attack} @ {budget:g}: RSS {r['base_rss_mib']} -> {r['final_rss_mib']} MiB (peak {r['peak_rss_mib']}), found {r['found']}, {r['seconds']} s", file=sys.stderr)
         results.append(r)
-    command = COMMAND + ("" if args.n == 1_000_000 else f" --n {args.n}") + ("" if args.budget == 512 else f" --budget {args.budget:g}")
+    command = COMMAND + ("" if args.n == 1_000_000 else f" --n {args.n}") + "".join(f" --budget {b:g}" for b in (args.budget or []))
     if args.attack:
         command += "".join(f" --attack {a}" for a in args.attack)
     text = render(results, command, items)
