@@ -542,3 +542,13 @@ def test_ids_leaking_into_span_names_are_one_cardinality_explosion_within_a_wind
     # a new service (not warmed up) starting with many operations is not an explosion
     other = resource("brand-new")
     assert drv.window(lambda w: [span(other, f"op{i}", {"a": 1}, t=w.start + 1, i=i) for i in range(40)]) == []
+
+
+def test_identity_values_are_not_value_tested():
+    """An admin endpoint used by a handful of sessions: a new session taking 25 % is not a value shift."""
+    det, drv, res = warmed(lambda rnd, i: {"session.id": f"s{i % 4}", "http.request.method": "GET"}, n=20)
+    st = det._pops[("span", "checkout", 3, "POST /pay", "payment")]
+    assert not st.keys["session.id"].enum and st.keys["http.request.method"].enum
+    got = drv.run(3, spans_of(res, "POST /pay", lambda rnd, i: {"session.id": f"s{i % 4 + (9 if i % 4 == 0 else 0)}",
+                                                              "http.request.method": "GET"}))
+    assert got == []

@@ -29,6 +29,28 @@ DEFAULT_IGNORE_KEYS = [
     "http.request.header.x-amzn-trace-id",
 ]
 
+DEFAULT_VALUE_IGNORE_KEYS = [
+    "*.id",
+    "*_id",
+    "*Id",
+    "*session*",
+    "*token*",
+    "*uuid*",
+    "*email*",
+    "user.*",
+    "enduser.*",
+    "client.address",
+    "client.port",
+    "source.address",
+    "network.peer.address",
+    "network.peer.port",
+    "net.sock.peer.addr",
+    "net.peer.ip",
+    "http.client_ip",
+    "user_agent.original",
+    "http.user_agent",
+]
+
 DEFAULT_PLAIN_VALUE_KEYS = [
     "http.response.status_code",
     "http.status_code",
@@ -86,6 +108,10 @@ class SchemaDriftTunables(StrictModel):
     ignore_keys: list[str] = Field(
         default_factory=lambda: list(DEFAULT_IGNORE_KEYS),
         description="glob patterns of attribute keys never analysed (request ids and the like)",
+    )
+    value_ignore_keys: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_VALUE_IGNORE_KEYS),
+        description="glob patterns of keys whose values are never tested (identities: ids, sessions, users, addresses); presence and type still are",
     )
     plain_value_keys: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PLAIN_VALUE_KEYS),

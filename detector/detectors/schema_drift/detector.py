@@ -449,6 +449,7 @@ class SchemaDriftDetector(Detector):
             env = Env(
                 cfg=cfg,
                 ignored=self._matcher(cfg.ignore_keys),
+                value_ignored=self._matcher(cfg.value_ignore_keys),
                 show=self._shower(cfg),
                 after_deploy=self._after_deploy(service, now, cfg),
                 schema_change=changes,

@@ -88,6 +88,7 @@ class Env:
 
     Attributes:
         cfg: effective per-service config. ignored: key -> True when ignored.
+        value_ignored: key -> True when its values are not tested (identities).
         show: ``(key, value) -> str`` truncated and hashed value for alert bodies.
         after_deploy: True when the service deployed within ``deploy_grace``.
         schema_change: ``(old_version, new_version)`` tuples of recent schema_url
@@ -98,6 +99,7 @@ class Env:
 
     cfg: Any
     ignored: Callable[[str], bool]
+    value_ignored: Callable[[str], bool]
     show: Callable[[str, Any], str]
     after_deploy: bool
     schema_change: list
@@ -377,7 +379,10 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
     if signal == "span":
         for k, w in stat.values.items():
             ks = st.keys.get(k)
-            if ks is None or not ks.enum or not ks.vals or ign(k) or ks.vn < cfg.value_min_records or k in retyped:
+            if (
+                ks is None or not ks.enum or not ks.vals or ign(k) or env.value_ignored(k)
+                or ks.vn < cfg.value_min_records or k in retyped
+            ):
                 continue
             wn = sum(w.values())
             if wn < cfg.min_records:
@@ -633,6 +638,8 @@ def learn(st: PopState, stat: Stat, env: Env, frozen: set, accepted: set) -> int
                 del types[t]
         if c:
             ks.last_seen = env.now
+        if ks.enum and env.value_ignored(k):  # the ignore list changed (SIGHUP)
+            declassify.add(k)
         if k in declassify:
             ks.enum = False
             ks.vals = None
@@ -674,6 +681,7 @@ def learn(st: PopState, stat: Stat, env: Env, frozen: set, accepted: set) -> int
             and ks.nsamp >= 10 * len(ks.distinct)
             and all(t in _SCALAR_NAMES for t in ks.types)
             and k not in declassify
+            and not env.value_ignored(k)
         ):
             ks.enum = True
             ks.vals = {v: float(cc) for v, cc in ks.distinct.items()}
