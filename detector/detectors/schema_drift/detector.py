@@ -37,6 +37,16 @@ VM under load (tests/bench/bench_schema_drift.py, tests/bench/RESULTS.md).
 Everything statistical runs at window close, vectorised where it is per series
 (the G-test p-values of all keys in one ``scipy.stats.chi2.sf`` call).
 
+river: ``sketch.NUnique`` (salted blake2s, survives restarts) estimates the
+cardinality of high-cardinality keys; presence, type and value changes are
+counting problems and use counts with explicit thresholds, a binomial tail and
+the G-test instead of river's binary drift detectors, which research/algorithms.md
+§1.5 measured as noisy or slow at these volumes (§2.2, §2.4: "river is barely
+needed here").
+
+Identities (ids, sessions, users, addresses: ``value_ignore_keys``) are
+checked for presence and type only; ``ignore_keys`` (request ids...) not at all.
+
 Score direction: higher is more anomalous; the unit depends on the kind (share
 of records, JS distance, number of new values); each candidate carries its
 threshold in the same unit.
@@ -44,7 +54,10 @@ threshold in the same unit.
 Bounded state: ``max_operations_per_service``, ``max_populations`` (LRU),
 ``max_keys_per_population``, per-window signature caps, TTLs; overflow of
 keys is reported once per (service, peer) as ``cardinality_explosion`` with
-subject ``{"limit": ...}``.
+subject ``{"limit": "attribute_keys_per_operation"}``; a known service creating
+``cardinality_new_values`` new operations in one window (ids in span names or
+routes), or hitting ``max_operations_per_service``, as ``{"limit":
+"operations_per_service"}``.
 
 References: research/algorithms.md §2.2; OpenTelemetry schema files
 (opentelemetry.io/docs/specs/otel/schemas/); semantic-conventions
