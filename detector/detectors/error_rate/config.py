@@ -81,10 +81,10 @@ class ErrorRateConfig(ErrorRateTunables, OverridableMixin):
     enabled: bool = Field(True, description="run this detector")
     max_series: int = Field(100_000, ge=10, description="cap on tracked series; least recently seen are evicted (counted)")
     series_ttl: Duration = Field("24h", description="a series idle this long (event time) is forgotten")
-    learn_delay: Duration = Field(
-        "5m",
+    learn_delay: Optional[Duration] = Field(
+        None,
         description="a window enters the baseline only this long after it closed, and only if nothing was anomalous "
-        "since, so a slowly detected incident does not teach itself as normal (at most 360 windows)",
+        "since, so a slowly detected incident does not teach itself as normal (at most 360 windows); null = warmup",
     )
     operations: bool = Field(True, description="track operation_error_rate (service + route / rpc method / span name)")
     max_operations_per_service: int = Field(

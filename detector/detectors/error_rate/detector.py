@@ -34,7 +34,7 @@ numpy; only the ADWIN feed and candidate building loop in Python):
    heterogeneous fleet (0.05 % and 8 % services) shrinks little; floored at
    ``rate_floor``. A new error signature starts from the signature's absence in
    all the service's learned log records. Learning is delayed by
-   ``learn_delay`` (the oldest remembered window is learned) and skipped
+   ``learn_delay`` (default: the warm-up; the oldest remembered window is learned) and skipped
    when any window since was anomalous or the CUSUM holds more than half its
    threshold, so neither the first windows of an incident nor a ramp drag the
    baseline up; after ``adapt_after`` of continuous anomaly the new level is
@@ -194,7 +194,8 @@ class ErrorRateDetector(Detector):
     def _ring_size(self, config: ErrorRateConfig) -> int:
         """Windows remembered per series: the longest aggregate and the learning delay (<= MAX_RING)."""
         sizes = [config.aggregate_windows] + [o.aggregate_windows for o in config.overrides if o.aggregate_windows]
-        delay = math.ceil(config.learn_delay / self.context.window_seconds)
+        delay_s = config.learn_delay if config.learn_delay is not None else config.warmup
+        delay = math.ceil(delay_s / self.context.window_seconds)
         return int(min(MAX_RING, max(max(sizes), delay, 1)))
 
     def _params_for(self, service: str) -> np.ndarray:
