@@ -7,8 +7,10 @@ come from it too). Incidents (:mod:`detector.sim.incidents`) change the
 simulator's state at their onset (deploys, fault probabilities, attribute
 transforms, attack traffic) and write ground-truth labels.
 
-Rates: with ``rate_scale=1`` the gateway sees ≈ 4.3 requests/s at the daily peak
-(≈ 40 spans/s and ≈ 12 log records/s; ≈ 1.6 M spans per weekday). Spans of one
+Rates: with ``rate_scale=1`` the gateway sees ≈ 4.3 requests/s at the daily peak:
+≈ 30 spans/s and ≈ 2 log records/s, ≈ 70 spans/s in a flash-sale burst, 1.6 M
+spans per weekday (``tests/bench/bench_sim.py``); ``reports`` gets 0.5 request/min;
+``rate_scale`` multiplies the rest. Spans of one
 trace are emitted in the batch of the trace's start; traces last < 3 s, so
 records are at most a few seconds out of order — well within the pipeline's
 allowed lateness.
