@@ -428,3 +428,19 @@ def test_adwin_confirms_a_long_episode_on_a_busy_series():
             assert c.anomalous
             break
     assert flagged == 69  # the CUSUM fired in the first window; ADWIN agrees 69 windows later
+
+
+def test_a_flood_of_new_services_does_not_evict_an_established_one():
+    det = make(ErrorRateConfig(max_series=50, operations=False))
+    drv = Driver(det)
+    rng = np.random.default_rng(41)
+    for _ in range(60):
+        drv.step([span("checkout", j < int(rng.binomial(100, 0.01))) for j in range(100)])
+    fired = []
+    for i in range(10):  # 40 never-seen-again services per window, and checkout fails 30 % from window 5
+        flood = [span(f"bot-{i}-{j}", False) for j in range(40)]
+        cands = drv.step(flood + [span("checkout", i >= 5 and j < 30) for j in range(100)])
+        fired += [i for c in cands if c.anomalous and c.service == "checkout" and c.kind == "service_error_rate"]
+    assert det.tracked_series() <= 50 and det.evicted_total >= 350
+    assert det.baseline_of("service_error_rate", "checkout")["seen"] == 7000
+    assert fired[0] == 5

@@ -388,9 +388,13 @@ class ErrorRateDetector(Detector):
         candidates = np.flatnonzero(calm)
         if len(candidates) < over:  # everything is in an episode: evict the stalest anyway
             candidates = np.flatnonzero(used)
+        # least recently seen first (rows with data in this window are marked seen before this runs), and
+        # among equally stale rows the ones that learned least: a flood of one-off series evicts itself,
+        # not the established series it is hiding
         last = t.cols["last_seen"][candidates]
+        learned = t.cols["a"][candidates] + t.cols["b"][candidates]
         take = min(over, len(candidates))
-        victims = candidates[np.argpartition(last, take - 1)[:take]] if take else []
+        victims = candidates[np.lexsort((learned, last))[:take]] if take else []
         self._evict_rows(int(r) for r in victims)
 
     def _expire(self, index: int) -> None:
@@ -440,6 +444,9 @@ class ErrorRateDetector(Detector):
         tindex = t.index
         n_keys = list(n_by_key)
         rows_l = list(map(tindex.get, n_keys, repeat(-1)))
+        seen = np.array([row for row in rows_l if row >= 0], dtype=np.int64)
+        if seen.size:
+            t.cols["last_seen"][seen] = index  # before any eviction: series with data now are not stale
         new = [key for key, row in zip(n_keys, rows_l) if row < 0]
         new += [key for key in k_by_key if key[0] == K_SIGNATURE and key not in tindex]
         if new:
