@@ -552,3 +552,21 @@ def test_identity_values_are_not_value_tested():
     got = drv.run(3, spans_of(res, "POST /pay", lambda rnd, i: {"session.id": f"s{i % 4 + (9 if i % 4 == 0 else 0)}",
                                                               "http.request.method": "GET"}))
     assert got == []
+
+
+def test_semconv_rollout_instance_by_instance_is_info_not_a_partial_removal():
+    def old(rnd, i):
+        return {"http.method": "GET", "http.status_code": 200, "server.address": "payment"}
+
+    def new(rnd, i):
+        return {"http.request.method": "GET", "http.response.status_code": 200, "server.address": "payment"}
+
+    det = make()
+    drv = Driver(det)
+    drv.run(WARM, spans_of(resource("checkout", OLD_URL), "GET /pay", old, n=12))
+    # 2 of 12 spans still from the old instance, 10 from the upgraded ones
+    mixed = lambda w: spans_of(resource("checkout", OLD_URL), "GET /pay", old, n=2)(w) + spans_of(  # noqa: E731
+        resource("checkout", NEW_URL), "GET /pay", new, n=10)(w)
+    got = drv.run(2, mixed) + drv.run(2, spans_of(resource("checkout", NEW_URL), "GET /pay", new, n=12))
+    assert got and all(c.severity == "info" for c in got), [(c.kind, c.severity, c.summary) for c in got]
+    assert {c.kind for c in got} <= {"attribute_renamed", "schema_url_changed"}

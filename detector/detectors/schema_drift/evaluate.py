@@ -203,7 +203,8 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
     # dup migration period: semconv successor sent next to the old name -> benign
     for b in list(added):
         for a in st.keys:
-            if semconv.is_known_pair(a, b, sem_kind) and kcount.get(a, 0) / n > cfg.removed_max_share:
+            # both names on (nearly) every record that had the old one: the dup period, not a rollout in progress
+            if semconv.is_known_pair(a, b, sem_kind) and kcount.get(a, 0) / n >= st.presence(a) - cfg.rename_presence_tolerance:
                 del added[b]
                 break
 
