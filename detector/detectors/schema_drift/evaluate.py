@@ -659,7 +659,7 @@ def learn(st: PopState, stat: Stat, env: Env, frozen: set, accepted: set) -> int
                 vals = ks.vals
                 for v in vals:
                     vals[v] *= d
-                if env.armed:
+                if env.armed and (ks.nov or not w.keys() <= vals.keys()):
                     _track_novel(ks, w, cfg)
                 for v, cc in w.items():
                     if v != OVERFLOW and (v in vals or not env.armed):
@@ -670,9 +670,12 @@ def learn(st: PopState, stat: Stat, env: Env, frozen: set, accepted: set) -> int
                 ks.vn = sum(vals.values())
         if k not in frozen_vals:
             src = stat.values.get(k) if ks.enum else None
-            src = src or stat.samples.get(k)
-            if src:
-                ks.add_distinct(src, cfg.exact_distinct_cap)
+            if src and ks.distinct is not None and src.keys() <= ks.distinct.keys():
+                ks.nsamp += sum(src.values())  # an enum key with known values: nothing new to count
+            else:
+                src = src or stat.samples.get(k)
+                if src:
+                    ks.add_distinct(src, cfg.exact_distinct_cap)
         if (
             not ks.enum
             and st.key[0] == "span"

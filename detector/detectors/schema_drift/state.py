@@ -255,14 +255,17 @@ class Stat:
                 put(k, t, c)
         if pw.vsig:
             values = self.values
+            dicts: dict[int, list] = {}
             for (h, vk), c in pw.vsig.items():
-                for k, v in zip(pw.getters[h][1], vk):
-                    if type(v) not in SCALARS:
+                ds = dicts.get(h)
+                if ds is None:
+                    ds = dicts[h] = [values.setdefault(k, {}) for k in pw.getters[h][1]]
+                for d, v in zip(ds, vk):
+                    tv = type(v)
+                    if tv not in SCALARS:
                         continue
-                    v = shorten(v)
-                    d = values.get(k)
-                    if d is None:
-                        d = values[k] = {}
+                    if (tv is str or tv is bytes) and len(v) > MAX_VALUE_CHARS:
+                        v = shorten(v)
                     cur = d.get(v)
                     if cur is not None:
                         d[v] = cur + c
