@@ -469,7 +469,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also dump raw results (labels, episodes) as JSON")
     ap.add_argument("--no-shared-warmup", action="store_true",
                     help="run every scenario from its own start instead of sharing the common warm-up")
+    ap.add_argument("--rescore", default=None, metavar="JSON",
+                    help="no simulation: re-match the episodes saved by --json against the current labels and rewrite the report")
     args = ap.parse_args(argv)
+    if args.rescore:
+        return rescore(args.rescore, args.out)
     names = [n for n in args.scenarios.split(",") if n] or sc.names()
     unknown = [n for n in names if n not in sc.names()]
     if unknown:
@@ -494,7 +498,6 @@ def main(argv: list[str] | None = None) -> int:
     order = {n: i for i, n in enumerate(["warm-up"] + names)}
     results.sort(key=lambda r: order.get(r["name"], 0))
     attribute_warmup(results)
-    agg = score(results)
     meta = {
         "command": "otel-anomaly eval " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -505,17 +508,41 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "registered": list(registered_families()),
     }
-    text = render(results, agg, meta)
-    if args.out == "-":
-        sys.stdout.write(text)
-    else:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
-        print(f"wrote {args.out} ({len(results)} scenarios, {meta['seconds']:.0f} s)", file=sys.stderr)
+    write_report(results, meta, args.out)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, default=str)
+            json.dump({"meta": meta, "results": results}, f, default=str)
+    return 0
+
+
+def write_report(results: list[dict], meta: dict, out_path: str) -> None:
+    """Score, render and write the Markdown report (``-`` = stdout)."""
+    agg = score(results)
+    text = render(results, agg, meta)
+    if out_path == "-":
+        sys.stdout.write(text)
+    else:
+        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+        with open(out_path, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"wrote {out_path} ({len(results)} scenarios, {meta['seconds']:.0f} s)", file=sys.stderr)
+
+
+def rescore(path: str, out_path: str) -> int:
+    """Re-match saved episodes against freshly built labels (label definitions may have changed)."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    results, meta = (data["results"], data["meta"]) if isinstance(data, dict) else (data, None)
+    known = set(sc.names())
+    for r in results:
+        if r["name"] in known:
+            r["labels"] = sc.load(r["name"]).simulator(duration=0).labels
+    if meta is None:
+        meta = {"command": "otel-anomaly eval (rescored)", "date": "?", "seconds": sum(r["seconds"] for r in results),
+                "spans": sum(r["spans"] for r in results), "log_records": sum(r["log_records"] for r in results),
+                "rate_scale": "as in each scenario", "warmup": "3h", "registered": list(registered_families())}
+    meta["command"] += f" (labels rescored with --rescore on {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')})"
+    write_report(results, meta, out_path)
     return 0
 
 

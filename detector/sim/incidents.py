@@ -508,6 +508,8 @@ class TokenReuse(Incident):
 
     def make_labels(self):
         self.label("auth", "token_reuse", "gateway")
+        self.label("schema_drift", "value_distribution_shift", "gateway", optional=True,
+                   note="the replaying clients bring never-seen user agents")
 
 
 class ForbiddenSpike(Incident):
@@ -531,6 +533,8 @@ class ForbiddenSpike(Incident):
 
     def make_labels(self):
         self.label("auth", "forbidden_spike", "gateway")
+        self.label("schema_drift", "value_distribution_shift", "gateway", optional=True,
+                   note="403 becomes a common status code of the admin route")
 
 
 INCIDENTS: dict[str, type[Incident]] = {
