@@ -570,3 +570,19 @@ def test_semconv_rollout_instance_by_instance_is_info_not_a_partial_removal():
     got = drv.run(2, mixed) + drv.run(2, spans_of(resource("checkout", NEW_URL), "GET /pay", new, n=12))
     assert got and all(c.severity == "info" for c in got), [(c.kind, c.severity, c.summary) for c in got]
     assert {c.kind for c in got} <= {"attribute_renamed", "schema_url_changed"}
+
+
+def test_a_template_missing_from_a_few_lines_by_chance_is_not_vanished():
+    det = make()
+    drv = Driver(det)
+    res = resource("search")
+
+    def mixed(w):  # two templates half and half
+        return [logrec(res, f"Query q{i} returned {i} hits" if i % 2 else f"Query q{i} x returned {i} hits in {i} ms",
+                       w.start + 1 + i * 0.1, i=i) for i in range(20)]
+
+    def one(w):  # 10 lines that happen to be all of the first template
+        return [logrec(res, f"Query q{i} returned {i} hits", w.start + 1 + i * 0.5, i=i) for i in range(10)]
+
+    assert drv.run(WARM, make_logs=mixed) == []
+    assert drv.window(make_logs=one) == []  # (1 - 0.5) ** 10 ~ 1e-3: chance

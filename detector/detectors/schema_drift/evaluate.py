@@ -31,8 +31,10 @@ research/algorithms.md §2.2):
   Lin 1991) >= ``value_js_distance``; ``cardinality_new_values`` never-seen
   values at once are a cardinality explosion instead.
 - log templates (Drain, He et al., ICWS 2017, via drain3): never-seen templates
-  taking ``log_new_template_share`` of the text records, or a template with
-  baseline share >= ``log_vanished_share`` vanishing.
+  taking ``log_new_template_share`` of the text records (and ``log_min_records``
+  lines), or a template with baseline share >= ``log_vanished_share`` vanishing
+  from enough lines that chance is ruled out (``(1 - share) ** lines`` below
+  ``value_p_value``).
 """
 
 from __future__ import annotations
@@ -457,7 +459,12 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
                 )
             for cid, wgt in st.tpl.items():
                 share = wgt / st.tn
-                if share >= cfg.log_vanished_share and stat.tpl.get(cid, 0) == 0:
+                # absent by chance with probability (1 - share) ** n_text: demand that to be below value_p_value
+                if (
+                    share >= cfg.log_vanished_share
+                    and stat.tpl.get(cid, 0) == 0
+                    and (1.0 - min(share, 0.999)) ** n_text < cfg.value_p_value
+                ):
                     out.append(
                         Finding(
                             "log_structure_changed",
