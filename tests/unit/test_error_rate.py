@@ -444,3 +444,11 @@ def test_a_flood_of_new_services_does_not_evict_an_established_one():
     assert det.tracked_series() <= 50 and det.evicted_total >= 350
     assert det.baseline_of("service_error_rate", "checkout")["seen"] == 7000
     assert fired[0] == 5
+
+
+def test_a_common_signature_rising_is_left_to_the_total_log_series():
+    drv = Driver(make())
+    for _ in range(60):
+        drv.step(logs=[log("api", 9, "ok")] * 90 + [log("api", 17, "db timeout after 30s")] * 10)
+    cands = [c for c in drv.step(logs=[log("api", 9, "ok")] * 60 + [log("api", 17, "db timeout after 30s")] * 40) if c.anomalous]
+    assert [(c.kind, c.subject) for c in cands] == [("log_error_rate", {})]

@@ -16,7 +16,9 @@ Series (``kind``, labels ``service``/``peer``, ``subject``):
   service (subject ``{}``), and, per masked error *signature*, the ratio of
   this error to the service's activity in the window (max of its log records
   and its server requests; subject ``{"signature": ...}``), so a new kind of
-  error is seen even when the total error share is flat.
+  error is seen even when the total error share is flat. Signature series
+  alert only while their baseline is below 0.5 % (a *new or rare* kind of
+  error); rises of common signatures are left to the total series.
 
 Error semantics come from normalisation (``SpanRecord.is_error``: server 4xx
 is not a server error, client 4xx is; ``LogRecord.is_error``).
@@ -139,6 +141,7 @@ _SIG_CACHE_MAX = 4096  # error log bodies -> signature, cleared when full
 _SIG_CACHE_BODY = 2048  # longer bodies are not cached (bounded memory)
 ADWIN_SATURATION = 10.0  # ADWIN sees min(ratio / baseline, 10) / 10
 ADWIN_CLOCK = 1  # check for change on every update: one update per window, not per request (river default 32)
+SIG_NOVEL_MAX = 0.005  # an error signature alerts only while its baseline share is below this (a new kind of error)
 MAX_RING = 360  # windows remembered per series (learning delay / aggregates); 360 x 10 s = 1 h
 EB_MIN_SERIES = 5  # series with enough data before the population spread is trusted
 EB_MIN_REQUESTS = 10.0  # learned requests for a series to count in the spread
@@ -618,7 +621,10 @@ class ErrorRateDetector(Detector):
         # (not for log series: a service that logs only its failures is "failing from birth" by construction)
         born_failing = used & ~armed & (kind < K_LOG) & (c["cum_k"] >= c["min_err"]) & (lo_cum >= c["new_floor"]) & (agg_k > 0)
 
-        anomalous = (armed & (fired_p | fired_c | fired_a)) | born_failing
+        # signature series report *new kinds* of error only: a signature that is already common (baseline
+        # above SIG_NOVEL_MAX) rises together with the service's total error share, which its own series tests
+        novel = (kind != K_SIGNATURE) | (p0 <= SIG_NOVEL_MAX)
+        anomalous = (armed & novel & (fired_p | fired_c | fired_a)) | born_failing
 
         prev_anom = c["hold"] == 0
         c["since"][:] = np.where(anomalous, np.where(c["since"] < 0, index, c["since"]), np.where(c["hold"] + 1 >= HOLD_WINDOWS, -1, c["since"]))
