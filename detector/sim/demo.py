@@ -59,6 +59,7 @@ class _View:
         self.resolved = 0
         self.seen: set[str] = set()
         self.open_ids: set[str] = set()
+        self.pending_resolved: list = []
 
     def c(self, key: str, text: str) -> str:
         return f"{_COLORS[key]}{text}{_COLORS['']}" if self.color else text
@@ -80,12 +81,26 @@ class _View:
             more = "  again, same episode" if again else ""
             self.line(f"[{el:5.1f}s] {tag} {a['detector']}/{a['kind']} {edge}  (since {a['started_at'][11:19]} event time){more}")
             if a.get("summary") and not again:
-                self.line(f"         {self.c('dim', a['summary'][:160])}")
+                self.line(f"         {self.c('dim', a['summary'][:150])}")
         else:
             self.resolved += 1
             self.open_ids.discard(a["id"])
+            with self.lock:
+                self.pending_resolved.append((el, f"{a['detector']}/{a['kind']} {edge}", str(a.get("resolved_at"))[11:19]))
+
+    def flush_resolved(self) -> None:
+        """Print the resolutions collected since the last call, one line per event-time instant."""
+        with self.lock:
+            items, self.pending_resolved = self.pending_resolved, []
+        by_time: dict[str, list] = {}
+        for el, what, at in items:
+            by_time.setdefault(at, []).append((el, what))
+        for at, lst in by_time.items():
             tag = self.c("resolved", "RESOLVED         ")
-            self.line(f"[{el:5.1f}s] {tag} {a['detector']}/{a['kind']} {edge}  (at {str(a.get('resolved_at'))[11:19]})")
+            names = ", ".join(w for _, w in lst)
+            if len(names) > 150:
+                names = names[:147] + "..."
+            self.line(f"[{lst[0][0]:5.1f}s] {tag} {len(lst)} alert(s) at {at}: {names}")
 
 
 def _get(url: str, accept: str | None = None) -> str:
@@ -166,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     state = {"phase": "warm-up", "last": 0.0, "show_wall": None}
 
     def on_batch(batch, stats) -> None:
+        view.flush_resolved()
         if batch.start >= show_start and state["phase"] == "warm-up":
             state["phase"] = "show"
             state["show_wall"] = time.monotonic()
@@ -188,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                           speed_fn=lambda t: 0.0 if t < show_start else args.speed)
         # let the last windows close (wall-clock watermark), then show the API's view
         time.sleep(2.0 + float(app.config.pipeline.allowed_lateness) / max(args.speed, 1.0))
+        view.flush_resolved()
         view.line("")
         view.line(f"3) done in {time.monotonic() - view.t0:.0f} s: {stats['spans']:,} spans, {stats['log_records']:,} log records sent; "
                   f"{view.fired} alerts opened, {len(view.open_ids)} still firing")
