@@ -6,7 +6,7 @@ import fnmatch
 import re
 from typing import Annotated, Any, Optional
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema, create_model
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$")
@@ -47,6 +47,23 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["10s", "5m", "1h"]}),
 ]
 """A duration in seconds, written in YAML as ``10s``, ``5m``, ``1h``."""
+
+
+def check_endpoint(value: str) -> str:
+    """Accept ``host:port`` (``[v6]:port`` too, port 0-65535) or a ``unix:`` path; raise ValueError otherwise.
+
+    grpc wraps a port above 65535 around to another port instead of failing, so check it here.
+    """
+    if value.startswith(("unix:", "unix-abstract:")):
+        return value
+    _host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"endpoint {value!r} must be host:port with a port from 0 to 65535")
+    return value
+
+
+Endpoint = Annotated[str, AfterValidator(check_endpoint)]
+"""A listen address ``host:port``."""
 
 
 class StrictModel(BaseModel):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from detector.config.types import StrictModel
+from detector.config.types import Endpoint, StrictModel
 
 
 class HttpConfig(StrictModel):
     """``http:`` section."""
 
-    endpoint: str = Field("0.0.0.0:9464", description="host:port of /metrics and the JSON API")
+    endpoint: Endpoint = Field("0.0.0.0:9464", description="host:port of /metrics and the JSON API")

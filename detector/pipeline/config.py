@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from detector.config.types import Duration, StrictModel
 
@@ -18,3 +18,10 @@ class PipelineConfig(StrictModel):
     dedup_max_entries: int = Field(1_000_000, gt=0, description="cap on remembered span ids per TTL generation")
     tick: Duration = Field("1s", description="serve only: how often the wall clock advances the watermark of a quiet stream")
     max_catchup_windows: int = Field(360, gt=0, description="after a gap, at most this many empty windows are closed; the rest are skipped")
+
+    @field_validator("window", "tick")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from detector.config.types import Duration, StrictModel
+from detector.config.types import Duration, Endpoint, StrictModel
 
 
 class KeepaliveConfig(StrictModel):
@@ -38,7 +38,7 @@ class GrpcConfig(StrictModel):
 
     # zstd/snappy are refused by grpcio itself with INTERNAL "Error parsing 'grpc-encoding' metadata".
 
-    endpoint: str = Field("0.0.0.0:4317", description="host:port to listen on")
+    endpoint: Endpoint = Field("0.0.0.0:4317", description="host:port to listen on")
     max_recv_msg_size_mib: float = Field(16, gt=0, description="largest accepted request, MiB, after decompression")
     max_concurrent_streams: int = Field(64, gt=0, description="HTTP/2 streams per connection")
     workers: int = Field(16, gt=0, description="handler threads (each decodes and enqueues one request)")
