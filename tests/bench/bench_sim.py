@@ -80,7 +80,7 @@ def report(enc: dict, gen: dict, files: dict) -> str:
         "",
         f"Traffic shape of that day: mean {enc['mean_spans_s']:.1f} spans/s, busiest minute {enc['peak_spans_s']:.1f} spans/s "
         f"(≈ 4.3 gateway requests/s at the daily peak before bursts; a flash-sale burst multiplies by 1.8–3). "
-        f"`rate_scale` multiplies every rate; the eval runs the incident scenarios at 1 and the quiet week at 0.15. "
+        f"`rate_scale` multiplies every rate; the eval runs the incident scenarios at 1 and the quiet week at 0.1. "
         f"Peak RSS {rss:.0f} MiB.",
         END,
     ])
