@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     lv.add_argument("--sdk", action="store_true", help="send through the OpenTelemetry Python SDK's OTLPSpanExporter")
     lv.add_argument("--shift-to-now", action="store_true", help="shift event times so the scenario ends at the current time")
     lv.add_argument("--rate-scale", type=float, default=None)
+    lv.add_argument("--duration", default=None, help="override the duration, e.g. 10m")
     args = ap.parse_args(argv)
 
     from detector.sim import scenario as sc
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "live":
         from detector.sim.live import send_live
 
+        if args.duration:
+            scen.duration = parse_duration(args.duration)
         if args.shift_to_now:
             scen.start = float(int((time.time() - scen.duration) // 10 * 10))
         sim = scen.simulator(rate_scale=args.rate_scale)
