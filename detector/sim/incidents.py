@@ -73,7 +73,7 @@ class Incident:
         self.end = self.start + parse_duration(spec.get("duration", "30m"))
         self.started = False
         self.ended = False
-        self.rng = random.Random(hash((spec.get("type"), self.start)) & 0xFFFFFFFF)
+        self.rng = random.Random(int(self.start))  # replaced in bind() by one derived from the scenario seed
         self.scenario = ""
         self._labels: list[dict] = []
 
