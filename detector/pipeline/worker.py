@@ -389,8 +389,10 @@ class Pipeline:
                 continue
             self.metrics.tracked_series.labels(detector=name).set(tracked[name])
             delta = ev - self._evicted_seen.get(name, 0)
+            evicted = self.metrics.evicted_series.labels(detector=name)  # exported at 0 before the first eviction
             if delta > 0:
-                self.metrics.evicted_series.labels(detector=name).inc(delta)
+                evicted.inc(delta)
+            self.metrics.detector_errors.labels(detector=name)  # likewise, so rate()/increase() see the first one
             self._evicted_seen[name] = ev
         if self.clock.watermark > -math.inf:
             self.metrics.watermark.set(self.clock.watermark)
