@@ -446,6 +446,9 @@ def serve_main(config_path: str | None) -> int:
     except ValueError as exc:  # e.g. a memory budget too small for the base process
         log.error("invalid configuration: %s", exc)
         return 2
+    except OSError as exc:  # e.g. state.directory is a file or not writable: one line, not a traceback
+        log.error("cannot start: %s", exc)
+        return 1
     try:
         app.start()
     except Exception as exc:
