@@ -152,7 +152,9 @@ class Deployments:
         self._last[service] = (time, old, version)
         if len(self._last) > self._keep:
             self._last.pop(next(iter(self._last)))
-        self.count[service] = self.count.get(service, 0) + 1
+        self.count[service] = self.count.pop(service, 0) + 1  # re-inserted: most recent last
+        if len(self.count) > self._keep:
+            self.count.pop(next(iter(self.count)))
         return True
 
     def last(self, service: str) -> tuple[float, str, str] | None:

@@ -37,6 +37,7 @@ from detector.pipeline.queue import BatchQueue
 from detector.pipeline.windows import MIN_VALID_TIME, EventClock
 
 MAX_SCORE_SERIES = 10_000
+MAX_DEPLOYMENT_SERIES = 10_000  # otel_anomaly_deployments_total{service}: least recently deployed removed beyond this
 """``otel_anomaly_score`` rows kept per detector (highest scores first): bounds /metrics under a
 service-name flood (measured: 60,000 rows from 2 windows of 30,000 new services = 6 MB, 2.5 s per scrape)."""
 
@@ -103,6 +104,7 @@ class Pipeline:
         self.snapshot = Snapshot()
         self.windows_closed = 0
         self._evicted_seen: dict[str, int] = {}
+        self._deploy_labels: dict[str, None] = {}  # recency order of deployments_total children
         self._periodic: list[list[Any]] = []  # [interval, fn, last_run]
         self._thread: threading.Thread | None = None
         self._exit = False
@@ -298,7 +300,7 @@ class Pipeline:
         # deployments first, so detectors observing this batch already see them
         for r, t in resources.values():
             if self.deployments.observe(r.service, r.service_version, t):
-                self.metrics.deployments.labels(service=_label(r.service)).inc()
+                self._count_deployment(_label(r.service))
                 last = self.deployments.last(r.service)
                 log.info("deployment", extra={"service": r.service, "old_version": last[1] if last else "", "new_version": r.service_version})
         for idx in sorted(groups):
@@ -372,6 +374,19 @@ class Pipeline:
             self.windows_closed += 1
             self.metrics.windows_closed.inc()
         self._publish()
+
+    def _count_deployment(self, label: str) -> None:
+        # A flood of service names with changing versions must not grow /metrics without bound.
+        self._deploy_labels.pop(label, None)
+        self._deploy_labels[label] = None
+        if len(self._deploy_labels) > MAX_DEPLOYMENT_SERIES:
+            oldest = next(iter(self._deploy_labels))
+            del self._deploy_labels[oldest]
+            try:
+                self.metrics.deployments.remove(oldest)
+            except KeyError:
+                pass
+        self.metrics.deployments.labels(service=label).inc()
 
     def _publish(self) -> None:
         scores: list[tuple[str, str, str, str, float]] = []
