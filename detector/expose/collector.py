@@ -5,8 +5,10 @@ Built on every scrape from the pipeline's latest immutable
 stale series and the HTTP thread never touches detector state
 (client_python docs, "Custom Collectors"):
 
-* ``otel_anomaly_alert_active{detector,kind,service,peer,severity}`` gauge, 1 per firing alert
-  (several alerts of one series, e.g. different subjects, add up);
+* ``otel_anomaly_alert_active{detector,kind,service,peer,severity}`` gauge, 1 while at least
+  one alert with these labels fires (alerts that differ only in subject, e.g. two operations
+  of one service, share the series: the value stays 1 as the contract says; the alert JSON
+  lists each one);
 * ``otel_anomaly_alerts_total{detector,kind,service,severity}`` counter of alerts opened,
   with the first exemplar trace id of the latest one as an OpenMetrics exemplar;
 * ``otel_anomaly_score{detector,kind,service,peer}`` gauge, latest score per tracked series.
@@ -42,12 +44,9 @@ class AlertCollector:
         snap = self._snapshot()
         view = snap.alerts  # type: ignore[attr-defined]
         active = GaugeMetricFamily("otel_anomaly_alert_active", "1 while an alert is firing; the series disappears when it resolves.", labels=_ACTIVE_LABELS)
-        counts: dict[tuple[str, ...], float] = {}
-        for row in view.active:
-            key = tuple(label_value(v) for v in row)
-            counts[key] = counts.get(key, 0) + 1
-        for key, n in counts.items():
-            active.add_metric(list(key), n)
+        firing = dict.fromkeys(tuple(label_value(v) for v in row) for row in view.active)
+        for key in firing:
+            active.add_metric(list(key), 1)
         yield active
 
         total = CounterMetricFamily("otel_anomaly_alerts", "Alerts opened.", labels=_TOTAL_LABELS)

@@ -223,3 +223,22 @@ def test_alert_json_is_plain_json_even_with_numpy_values():
     a = m.process(w(0), [c])[0]
     assert json.loads(json.dumps(a))["observed"] == {"n": 5, "r": 0.5, "a": [0, 1, 2], "bad": None}
     assert a["baseline"] == {"t": [1, 2]}
+
+
+def test_alert_active_is_one_when_several_alerts_share_its_labels():
+    """Two operations of one service firing at once: one series, value 1 (contract), two alerts in JSON."""
+    m, _ = manager()
+    m.process(
+        w(0),
+        [
+            cand("checkout", kind="operation_error_rate", subject={"operation": "GET /cart"}),
+            cand("checkout", kind="operation_error_rate", subject={"operation": "POST /pay"}),
+        ],
+    )
+    assert len(m.view().active) == 2
+    text = generate_latest(registry_for(Snapshot(m.view()))).decode()
+    lines = [ln for ln in text.splitlines() if ln.startswith("otel_anomaly_alert_active{")]
+    assert lines == [
+        'otel_anomaly_alert_active{detector="error_rate",kind="operation_error_rate",peer="",service="checkout",severity="warning"} 1.0'
+    ]
+    assert 'otel_anomaly_alerts_total{detector="error_rate",kind="operation_error_rate",service="checkout",severity="warning"} 2.0' in text
