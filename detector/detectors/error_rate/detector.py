@@ -37,8 +37,8 @@ numpy; only the ADWIN feed and candidate building loop in Python):
    ``rate_floor``. A new error signature starts from the signature's absence in
    all the service's learned log records. Learning is delayed by
    ``learn_delay`` (default: the warm-up; the oldest remembered window is learned) and skipped
-   when any window since was anomalous or the CUSUM holds more than half its
-   threshold, so neither the first windows of an incident nor a ramp drag the
+   when any window since was anomalous or the CUSUM holds more than a quarter
+   of its threshold, so neither the first windows of an incident nor a ramp drag the
    baseline up; after ``adapt_after`` of continuous anomaly the new level is
    learned anyway (a lasting change becomes normal; cf. river
    ``anomaly.filter`` ``protect_anomaly_detector``).
@@ -142,6 +142,7 @@ _SIG_CACHE_BODY = 2048  # longer bodies are not cached (bounded memory)
 ADWIN_SATURATION = 10.0  # ADWIN sees min(ratio / baseline, 10) / 10
 ADWIN_CLOCK = 1  # check for change on every update: one update per window, not per request (river default 32)
 SIG_NOVEL_MAX = 0.005  # an error signature alerts only while its baseline share is below this (a new kind of error)
+LEARN_GUARD = 4.0  # no learning while the CUSUM holds more than h / LEARN_GUARD
 MAX_RING = 360  # windows remembered per series (learning delay / aggregates); 360 x 10 s = 1 h
 EB_MIN_SERIES = 5  # series with enough data before the population spread is trusted
 EB_MIN_REQUESTS = 10.0  # learned requests for a series to count in the spread
@@ -638,7 +639,7 @@ class ErrorRateDetector(Detector):
         ln = t.ring_n[:hi, old_slot].astype(np.float64)
         lk = t.ring_k[:hi, old_slot].astype(np.float64)
         episode_age = np.where(c["since"] >= 0, index - c["since"], 0)
-        learn = ((c["hold"] >= ring) & (s_new <= h / 2.0)) | (episode_age >= c["adapt_w"])
+        learn = ((c["hold"] >= ring) & (s_new <= h / LEARN_GUARD)) | (episode_age >= c["adapt_w"])
         learn &= used & (ln > 0)
         decay = np.where(learn, np.power(0.5, ln / c["half_life"]), 1.0)
         lw = learn.astype(np.float64)
