@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.bench._results import replace_section
 from detector.detectors.base import Deployments, DetectorContext, IdentityHasher, Window
 from detector.detectors.error_rate.config import ErrorRateConfig
 from detector.detectors.error_rate.detector import ErrorRateDetector
@@ -201,12 +202,8 @@ def report(runs: list[dict], mems: list[dict], adwin_day: int) -> str:
 
 
 def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS.write_text(new)
+    """Replace this benchmark's section of RESULTS.md."""
+    replace_section(text, START, END, RESULTS)
 
 
 def main(argv: list[str] | None = None) -> int:

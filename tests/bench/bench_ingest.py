@@ -23,6 +23,7 @@ import statistics
 import sys
 import threading
 import time
+from tests.bench._results import replace_section
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -351,12 +352,8 @@ def report(res: dict, seconds: float, inflight: int, workers: int) -> str:
 
 
 def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS.write_text(new)
+    """Replace this benchmark's section of RESULTS.md."""
+    replace_section(text, START, END, RESULTS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ import os
 import subprocess
 import sys
 import time
+from tests.bench._results import replace_section
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -424,12 +425,8 @@ def render(results: list[dict], command: str, items: list[dict] | None = None) -
 
 
 def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END) + 1 :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(new)
+    """Replace this benchmark's section of RESULTS.md."""
+    replace_section(text, START, END, RESULTS)
 
 
 def main(argv: list[str] | None = None) -> int:

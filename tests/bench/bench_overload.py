@@ -35,6 +35,7 @@ from pathlib import Path
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from tests.bench._results import replace_section
 from tests.bench._otlp_payload import build_request
 from tests.support.serve import start_serve
 
@@ -265,12 +266,8 @@ def render(r: dict, command: str) -> str:
 
 
 def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END) + 1 :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(new)
+    """Replace this benchmark's section of RESULTS.md."""
+    replace_section(text, START, END, RESULTS)
 
 
 def main(argv: list[str] | None = None) -> int:

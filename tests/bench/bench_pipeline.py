@@ -30,6 +30,7 @@ from pathlib import Path
 from google.protobuf.json_format import MessageToDict
 from prometheus_client import CollectorRegistry
 
+from tests.bench._results import replace_section
 from detector.app import App
 from detector.config.root import Config
 from detector.normalise import normalise_traces
@@ -140,12 +141,8 @@ def render(rows: list[dict], replay: dict, rss_mib: float) -> str:
 
 
 def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END) :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS.write_text(new)
+    """Replace this benchmark's section of RESULTS.md."""
+    replace_section(text, START, END, RESULTS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ import random
 import sys
 import time
 import tracemalloc
+from tests.bench._results import replace_section
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -241,12 +242,8 @@ def report(cs: list[dict], m: dict, f: dict) -> str:
 
 
 def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS.write_text(new)
+    """Replace this benchmark's section of RESULTS.md."""
+    replace_section(text, START, END, RESULTS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.bench._results import replace_section
 from detector.sim.encode import to_logs_request, to_trace_request
 from detector.sim.generator import Simulator
 from detector.sim.incidents import parse_time
@@ -87,12 +88,8 @@ def report(enc: dict, gen: dict, files: dict) -> str:
 
 
 def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS.write_text(new)
+    """Replace this benchmark's section of RESULTS.md."""
+    replace_section(text, START, END, RESULTS)
 
 
 def main(argv: list[str] | None = None) -> int:
