@@ -25,8 +25,9 @@ import pickle
 import platform
 import sys
 import time
-from tests.bench._results import replace_section
 from pathlib import Path
+
+from tests.bench._results import replace_section
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 START, END = "<!-- bench_auth:start -->", "<!-- bench_auth:end -->"

@@ -23,8 +23,9 @@ import statistics
 import sys
 import threading
 import time
-from tests.bench._results import replace_section
 from pathlib import Path
+
+from tests.bench._results import replace_section
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 START, END = "<!-- bench_ingest:start -->", "<!-- bench_ingest:end -->"

@@ -37,8 +37,9 @@ import os
 import subprocess
 import sys
 import time
-from tests.bench._results import replace_section
 from pathlib import Path
+
+from tests.bench._results import replace_section
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 START, END = "<!-- bench_memory:start -->", "<!-- bench_memory:end -->"

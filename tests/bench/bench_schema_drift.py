@@ -24,8 +24,9 @@ import random
 import sys
 import time
 import tracemalloc
-from tests.bench._results import replace_section
 from pathlib import Path
+
+from tests.bench._results import replace_section
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 START, END = "<!-- bench_schema_drift:start -->", "<!-- bench_schema_drift:end -->"
