@@ -164,9 +164,11 @@ def rejection(n: int = 1_000_000) -> dict:
 
 
 def tuned_gc_sample(events_per_day: int) -> dict:
-    """One simulated hour at the same rate with a larger gen-0 GC threshold (what ``serve`` could set)."""
+    """One simulated hour at the same rate with the GC threshold ``serve`` sets (``SERVE_GC_THRESHOLD``)."""
+    from detector.app import SERVE_GC_THRESHOLD
+
     old = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(*SERVE_GC_THRESHOLD)
     try:
         saved = globals()["DAY_WINDOWS"]
         globals()["DAY_WINDOWS"] = 360
