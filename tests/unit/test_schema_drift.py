@@ -417,6 +417,26 @@ def test_rename_in_the_middle_of_a_window_is_reported_as_the_rename():
     assert kinds(got) == [("attribute_added", "warning")]
 
 
+def test_rename_late_in_a_window_is_not_an_addition_first():
+    """Deploy lands in the last tenth of a window: 'orderId' on 10 % (above added_min_share) and
+    'order_id' on 90 % (not yet a removal). Still the rename, never an attribute_added first."""
+
+    def before(rnd, i):
+        return {"http.request.method": "POST", "order_id": str(rnd.randrange(10**6))}
+
+    def late(rnd, i):
+        return {"http.request.method": "POST", ("order_id" if i < 180 else "orderId"): str(rnd.randrange(10**6))}
+
+    def after(rnd, i):
+        return {"http.request.method": "POST", "orderId": str(rnd.randrange(10**6))}
+
+    det, drv, res = warmed(before)
+    first = drv.window(spans_of(res, "POST /pay", late, n=200))
+    second = drv.window(spans_of(res, "POST /pay", after))
+    assert kinds(first) == kinds(second) == [("attribute_renamed", "warning")]
+    assert first[0].alert_id == second[0].alert_id
+
+
 def test_partly_removed_required_key_is_a_removal_but_noise_is_not():
     det, drv, res = warmed()
 

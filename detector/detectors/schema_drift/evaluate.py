@@ -223,7 +223,9 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
             if pa < cfg.removed_baseline_presence:
                 continue
             share_a = kcount.get(a, 0) / n
-            if share_a < pa - cfg.rename_presence_tolerance and abs(share_a + share_b - pa) < cfg.rename_presence_tolerance:
+            # A lost about what B gained (at least half of B's share; the two shares add up to A's
+            # presence): also when the deploy lands late in the window and B is still a small share
+            if pa - share_a >= 0.5 * share_b and abs(share_a + share_b - pa) < cfg.rename_presence_tolerance:
                 removed[a] = (pa, share_a)
                 partial.add(a)
 
