@@ -153,7 +153,7 @@ def _deep(depth: int, leaf: Any) -> Any:
 
 def mutate_trace_message(rng: random.Random, req) -> None:
     """Change an ``ExportTraceServiceRequest`` in place into a hostile but well-formed one."""
-    from tests.fuzz.seeds import add_attrs
+    from tests.unit._otlp_build import add_attrs
 
     spans = [sp for rs in req.resource_spans for ss in rs.scope_spans for sp in ss.spans]
     for _ in range(rng.randint(1, 6)):
@@ -203,7 +203,7 @@ def mutate_trace_message(rng: random.Random, req) -> None:
 
 def mutate_logs_message(rng: random.Random, req) -> None:
     """Change an ``ExportLogsServiceRequest`` in place into a hostile but well-formed one."""
-    from tests.fuzz.seeds import _set_value, add_attrs
+    from tests.unit._otlp_build import add_attrs, set_value
 
     recs = [lr for rl in req.resource_logs for sl in rl.scope_logs for lr in sl.log_records]
     for _ in range(rng.randint(1, 6)):
@@ -211,7 +211,7 @@ def mutate_logs_message(rng: random.Random, req) -> None:
         if op == 0 and recs:
             lr = rng.choice(recs)
             lr.body.Clear()
-            _set_value(lr.body, rng.choice([_hostile_value(rng), _deep(rng.randint(1, 60), "x"),
+            set_value(lr.body, rng.choice([_hostile_value(rng), _deep(rng.randint(1, 60), "x"),
                                             "Failed password for invalid user " + rng.choice(HOSTILE_STRINGS[:3]) + " from ::1 port 1 ssh2"]))
         elif op == 1 and recs:
             lr = rng.choice(recs)

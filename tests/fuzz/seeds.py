@@ -16,40 +16,10 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from tests.unit._otlp_build import add_attrs, set_value
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
-
-
-def _set_value(v: AnyValue, value, depth: int = 0) -> None:
-    if isinstance(value, bool):
-        v.bool_value = value
-    elif isinstance(value, int):
-        v.int_value = value
-    elif isinstance(value, float):
-        v.double_value = value
-    elif isinstance(value, bytes):
-        v.bytes_value = value
-    elif isinstance(value, list):
-        arr = v.array_value
-        for item in value:
-            _set_value(arr.values.add(), item, depth + 1)
-    elif isinstance(value, dict):
-        kvl = v.kvlist_value
-        for k, item in value.items():
-            kv = kvl.values.add(key=k)
-            _set_value(kv.value, item, depth + 1)
-    elif value is None:
-        pass  # empty AnyValue
-    else:
-        v.string_value = str(value)
-
-
-def add_attrs(repeated, attrs: dict) -> None:
-    """Append ``attrs`` (plain values) to a repeated KeyValue field."""
-    for k, value in attrs.items():
-        kv: KeyValue = repeated.add(key=k)
-        _set_value(kv.value, value)
 
 
 def trace_request(rng: random.Random, services: int = 3, spans: int = 12) -> ExportTraceServiceRequest:
@@ -121,7 +91,7 @@ def logs_request(rng: random.Random, records: int = 10) -> ExportLogsServiceRequ
         lr.observed_time_unix_nano = lr.time_unix_nano + 5
         lr.severity_number = rng.randrange(0, 25)
         lr.severity_text = rng.choice(["INFO", "ERROR", "WARN", ""])
-        _set_value(lr.body, rng.choice(bodies))
+        set_value(lr.body, rng.choice(bodies))
         if rng.random() < 0.5:
             lr.trace_id = rng.randbytes(16)
             lr.span_id = rng.randbytes(8)
