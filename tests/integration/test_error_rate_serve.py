@@ -10,15 +10,11 @@ the warm-up 3 s so the whole story takes ~30 s.
 
 from __future__ import annotations
 
-import threading
 import time
 
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from tests.support.otlp import span_exporter
+from tests.support.otlp import PacedTraffic
 
 CONFIG = {
     "pipeline": {"window": "1s", "allowed_lateness": "0s"},
@@ -30,36 +26,19 @@ ENV = {"OTEL_ANOMALY_DETECTOR_CLASSES": "error_rate=detector.detectors.error_rat
 EDGE = {"detector": "error_rate", "kind": "edge_error_rate", "service": "checkout", "peer": "payment"}
 
 
-class Traffic(threading.Thread):
-    """Sends ``rate`` client spans per second; every ``1/error_ratio``-th fails (deterministic)."""
+class Traffic(PacedTraffic):
+    """Client spans checkout -> payment; span ``i`` fails when ``i % every == 0`` (deterministic)."""
 
-    def __init__(self, target: str, rate: int = 100) -> None:
-        super().__init__(daemon=True)
-        self.provider = TracerProvider(resource=Resource.create({"service.name": "checkout", "service.version": "1.0.0"}))
-        self.provider.add_span_processor(BatchSpanProcessor(span_exporter(target), schedule_delay_millis=100, max_export_batch_size=512))
-        self.tracer = self.provider.get_tracer("checkout.client")
-        self.rate = rate
-        self.every = 100  # 1 % errors
-        self.stop_event = threading.Event()
-        self.sent = 0
+    every = 100  # 1 % errors
 
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            t0 = time.monotonic()
-            for _ in range(self.rate // 10):
-                err = self.sent % self.every == 0
-                attrs = {"peer.service": "payment", "http.request.method": "POST", "server.address": "payment"}
-                with self.tracer.start_as_current_span("POST", kind=SpanKind.CLIENT, attributes=attrs) as span:
-                    span.set_attribute("http.response.status_code", 503 if err else 200)
-                    if err:
-                        span.set_status(Status(StatusCode.ERROR, "503"))
-                self.sent += 1
-            time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
+    def emit(self, i: int) -> None:
+        err = i % self.every == 0
+        attrs = {"peer.service": "payment", "http.request.method": "POST", "server.address": "payment"}
+        with self.tracer.start_as_current_span("POST", kind=SpanKind.CLIENT, attributes=attrs) as span:
+            span.set_attribute("http.response.status_code", 503 if err else 200)
+            if err:
+                span.set_status(Status(StatusCode.ERROR, "503"))
 
-    def close(self) -> None:
-        self.stop_event.set()
-        self.join(timeout=5)
-        self.provider.shutdown()
 
 
 def test_sdk_edge_incident_alerts_on_metrics_and_clears_after_recovery(serve):

@@ -10,15 +10,11 @@ Windows are 1 s and the warm-up 3 s so the story takes ~15 s.
 
 from __future__ import annotations
 
-import threading
 import time
 
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 
-from tests.support.otlp import span_exporter
+from tests.support.otlp import PacedTraffic
 
 CONFIG = {
     "pipeline": {"window": "1s", "allowed_lateness": "0s"},
@@ -29,34 +25,17 @@ ENV = {"OTEL_ANOMALY_DETECTOR_CLASSES": "schema_drift=detector.detectors.schema_
 RENAME = {"detector": "schema_drift", "kind": "attribute_renamed", "service": "checkout", "peer": "payment"}
 
 
-class Traffic(threading.Thread):
-    """Sends ~``rate`` client spans per second; ``key`` names the order id attribute."""
+class Traffic(PacedTraffic):
+    """Client spans checkout -> payment; ``key`` names the order id attribute."""
 
-    def __init__(self, target: str, rate: int = 100) -> None:
-        super().__init__(daemon=True)
-        self.provider = TracerProvider(resource=Resource.create({"service.name": "checkout", "service.version": "1.0.0"}))
-        self.provider.add_span_processor(BatchSpanProcessor(span_exporter(target), schedule_delay_millis=100, max_export_batch_size=512))
-        self.tracer = self.provider.get_tracer("checkout.client")
-        self.rate = rate
-        self.key = "order_id"
-        self.stop_event = threading.Event()
-        self.sent = 0
+    key = "order_id"
 
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            t0 = time.monotonic()
-            for _ in range(self.rate // 10):
-                attrs = {"peer.service": "payment", "http.request.method": "POST", "server.address": "payment",
-                         self.key: f"ord-{self.sent:08d}"}
-                with self.tracer.start_as_current_span("POST /pay", kind=SpanKind.CLIENT, attributes=attrs) as span:
-                    span.set_attribute("http.response.status_code", 200)
-                self.sent += 1
-            time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
+    def emit(self, i: int) -> None:
+        attrs = {"peer.service": "payment", "http.request.method": "POST", "server.address": "payment",
+                 self.key: f"ord-{i:08d}"}
+        with self.tracer.start_as_current_span("POST /pay", kind=SpanKind.CLIENT, attributes=attrs) as span:
+            span.set_attribute("http.response.status_code", 200)
 
-    def close(self) -> None:
-        self.stop_event.set()
-        self.join(timeout=5)
-        self.provider.shutdown()
 
 
 def test_sdk_client_span_rename_shows_as_attribute_renamed_on_metrics(serve):

@@ -10,6 +10,7 @@ capture) over a plain grpc channel.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import grpc
@@ -20,7 +21,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -93,3 +94,38 @@ def raw_export(target: str, signal: str, payload: bytes, timeout: float = 10.0, 
     finally:
         if own:
             ch.close()
+
+
+class PacedTraffic(threading.Thread):
+    """Live traffic from one service through the real SDK (BatchSpanProcessor + OTLP/gRPC, gzip).
+
+    Sends ``rate`` spans per second in ten 100 ms bursts until :meth:`close`;
+    subclasses shape span number ``i`` in :meth:`emit` (and may read attributes
+    a test changes mid-run to start an incident). ``sent`` counts spans made.
+    """
+
+    def __init__(self, target: str, service: str = "checkout", version: str = "1.0.0", rate: int = 100) -> None:
+        super().__init__(daemon=True)
+        self.provider = TracerProvider(resource=Resource.create({"service.name": service, "service.version": version}))
+        self.provider.add_span_processor(BatchSpanProcessor(span_exporter(target), schedule_delay_millis=100, max_export_batch_size=512))
+        self.tracer = self.provider.get_tracer(f"{service}.client")
+        self.rate = rate
+        self.stop_event = threading.Event()
+        self.sent = 0
+
+    def emit(self, i: int) -> None:
+        """Create and end span number ``i`` with ``self.tracer``."""
+        raise NotImplementedError
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            t0 = time.monotonic()
+            for _ in range(self.rate // 10):
+                self.emit(self.sent)
+                self.sent += 1
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=5)
+        self.provider.shutdown()
