@@ -224,7 +224,11 @@ class App:
         self._started = True
         try:
             # HTTP first: /healthz answers (and /readyz says 503) while a large checkpoint loads
-            self.http = HttpServer(self.config.http.endpoint, self.registry, self.alerts_json, self.ready_status)
+            h = self.config.http
+            self.http = HttpServer(
+                h.endpoint, self.registry, self.alerts_json, self.ready_status,
+                tls=h.tls, basic_auth=h.basic_auth, read_timeout=h.read_timeout,
+            )  # fmt: skip
             self.http.start()
             self._restore()
             self.pipeline.start()
@@ -286,20 +290,43 @@ class App:
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (before :meth:`start`, or on the worker).
 
-        Families missing from ``state`` start cold; families in ``state`` that
-        are not running are ignored.
+        All or nothing: the state is loaded into *fresh* detectors, alert
+        manager and deployments, which replace the running ones only when every
+        part loaded; the pipeline's clock is put back as it was if its part
+        fails. On any error the exception propagates and the app is exactly as
+        before the call (no detector half-loaded). Families missing from
+        ``state`` start cold; families in ``state`` that are not running are ignored.
+
+        Raises:
+            Exception: whatever a component's ``load_state`` raised (bad or
+                incompatible state).
         """
-        for name, det in self.detectors.items():
+        deployments = Deployments()
+        if "deployments" in state:
+            deployments.load_state(state["deployments"])
+        context = DetectorContext(window_seconds=self.config.pipeline.window, hasher=self.hasher, deployments=deployments)
+        detectors = build_detectors(self.config, context)
+        for name, det in detectors.items():
             sub = state.get("detectors", {}).get(name)
             if sub is not None:
                 det.load_state(sub)
+        alerts = AlertManager(self.config.alerts, deployments, self.config.pipeline.window, on_overflow=self.metrics.alerts_overflow.inc)
         if "alerts" in state:
-            self.alerts.load_state(state["alerts"])
-        if "deployments" in state:
-            self.deployments.load_state(state["deployments"])
+            alerts.load_state(state["alerts"])
+        alerts.listeners.extend(self.alerts.listeners)
         if "pipeline" in state:
-            self.pipeline.load_state(state["pipeline"])
-        self.context.restored = True
+            before = self.pipeline.state_dict()
+            try:
+                self.pipeline.load_state(state["pipeline"])
+            except BaseException:
+                self.pipeline.load_state(before)
+                raise
+        # commit: every part loaded
+        context.restored = True
+        self.deployments, self.context, self.alerts = deployments, context, alerts
+        self.detectors.clear()  # the same dict object the pipeline iterates
+        self.detectors.update(detectors)
+        self.pipeline.detectors, self.pipeline.alerts, self.pipeline.deployments = self.detectors, alerts, deployments
         self.restored = True
         self.pipeline._publish()
 
@@ -337,11 +364,14 @@ class App:
                 state = None
             if state:
                 try:
-                    self.load_state(state)
+                    self.load_state(state)  # all or nothing: on failure every detector stays cold
                     log.info("state restored", extra={"directory": st.directory})
-                except Exception:
+                except Exception as exc:
                     self.metrics.checkpoint_restore_failures.inc()
-                    log.exception("checkpoint could not be applied; starting cold")
+                    log.error(
+                        "checkpoint could not be applied (%s: %s); every detector starts cold",
+                        type(exc).__name__, exc, exc_info=True, extra={"directory": st.directory},
+                    )  # fmt: skip
             self.pipeline.every(min(1.0, st.checkpoint_interval), self.checkpointer.tick)
         self._state_done = True
 
@@ -363,13 +393,15 @@ class App:
             log.error("config reload failed; keeping the running config", extra={"problems": problems})
             return False
         old = self.config
-        needs_restart = [s for s in ("receiver", "http", "state") if getattr(new, s) != getattr(old, s)]
+        needs_restart = [s for s in ("state",) if getattr(new, s) != getattr(old, s)]
+        needs_restart += _restart_keys(new, old, self.receiver)
         for key in ("window", "queue_items"):
             if getattr(new.pipeline, key) != getattr(old.pipeline, key):
                 needs_restart.append(f"pipeline.{key}")
         for family in DETECTOR_CLASSES:
             if getattr(getattr(new.detectors, family, None), "enabled", True) != getattr(getattr(old.detectors, family, None), "enabled", True):
                 needs_restart.append(f"detectors.{family}.enabled")
+        credential_problems = self._reload_credentials(new)
 
         def apply() -> None:
             for name, det in self.detectors.items():
@@ -385,9 +417,42 @@ class App:
             return False
         logging.getLogger().setLevel(new.logging.level.upper())
         self.config = new
+        if credential_problems:
+            self.metrics.config_reloads.labels(result="error").inc()
+            log.error(
+                "config reloaded, but TLS/credential files could not be used; keeping the running certificates and secrets",
+                extra={"path": self.config_path, "problems": credential_problems, "needs_restart": needs_restart},
+            )  # fmt: skip
+            return False
         self.metrics.config_reloads.labels(result="ok").inc()
         log.info("config reloaded", extra={"path": self.config_path, "needs_restart": needs_restart})
         return True
+
+    def _reload_credentials(self, new: Config) -> list[str]:
+        """Re-read TLS certificates/keys/CAs, the bearer token and the basic-auth password
+        named by ``new`` (receiver and HTTP endpoint, each all-or-nothing). Returns the
+        problems (empty = all applied); a part with a problem keeps its running files.
+        Switching gRPC TLS/mTLS on or off is left for a restart (the old paths are re-read)."""
+        from detector.expose.http import HttpServerError
+        from detector.receive.server import ReceiverError
+
+        problems: list[str] = []
+        if self.receiver is not None:
+            g = new.receiver.grpc
+            running_tls = self.receiver.config.grpc.tls
+            if _tls_mode(g.tls) != _tls_mode(running_tls):
+                g = g.model_copy(update={"tls": running_tls})
+            try:
+                self.receiver.reload_credentials(g)
+            except ReceiverError as exc:
+                problems.append(str(exc))
+        if self.http is not None:
+            h = new.http
+            try:
+                self.http.reload_credentials(h.tls, h.basic_auth, h.read_timeout)
+            except HttpServerError as exc:
+                problems.append(str(exc))
+        return problems
 
     # ------------------------------------------------------------------ views
 
@@ -419,6 +484,31 @@ class App:
             f" -> {alert['peer']}" if alert["peer"] else "", alert["summary"],
             extra={"transition": alert["state"], "alert": alert},
         )  # fmt: skip
+
+
+def _tls_mode(tls: Any) -> str:
+    """``"off"``, ``"tls"`` or ``"mtls"`` of a ``receiver.grpc.tls`` value."""
+    return "off" if tls is None else ("mtls" if tls.client_ca_file else "tls")
+
+
+def _restart_keys(new: Config, old: Config, receiver: Any) -> list[str]:
+    """Dotted keys of ``receiver`` / ``http`` whose change SIGHUP cannot apply.
+
+    Hot (applied by :meth:`App._reload_credentials`): TLS file paths and
+    contents, the bearer token, ``http.tls`` on/off, ``http.basic_auth``,
+    ``http.read_timeout``. Everything else needs a restart, as does switching
+    gRPC TLS or mTLS on or off (compared with what the receiver runs).
+    """
+    out = []
+    g_new = new.receiver.grpc.model_dump(exclude={"tls", "auth"})
+    g_old = old.receiver.grpc.model_dump(exclude={"tls", "auth"})
+    out += [f"receiver.grpc.{k}" for k in g_new if g_new[k] != g_old.get(k)]
+    running_tls = receiver.config.grpc.tls if receiver is not None else old.receiver.grpc.tls
+    if _tls_mode(new.receiver.grpc.tls) != _tls_mode(running_tls):
+        out.append("receiver.grpc.tls")
+    if new.http.endpoint != old.http.endpoint:
+        out.append("http.endpoint")
+    return out
 
 
 def _checkpoint_module() -> Any:

@@ -16,7 +16,10 @@ class KeepaliveConfig(StrictModel):
 
 
 class TlsConfig(StrictModel):
-    """Server TLS (``grpc.ssl_server_credentials``); mutual TLS when ``client_ca_file`` is set."""
+    """Server TLS (``grpc.dynamic_ssl_server_credentials``); mutual TLS when ``client_ca_file`` is set.
+
+    The files are re-read on SIGHUP: new connections get the new certificate / client CA,
+    open ones keep theirs. Switching TLS or mTLS on or off needs a restart."""
 
     cert_file: str = Field(..., description="PEM server certificate (chain)")
     key_file: str = Field(..., description="PEM private key of cert_file")
@@ -29,7 +32,7 @@ class AuthConfig(StrictModel):
     """Bearer-token authentication of OTLP clients (``authorization: Bearer <token>`` metadata)."""
 
     bearer_token_file: str = Field(
-        ..., description="file holding the expected token (surrounding whitespace stripped); never logged"
+        ..., description="file holding the expected token (surrounding whitespace stripped); re-read on SIGHUP; never logged"
     )
 
 

@@ -40,12 +40,24 @@ body is not decoded so its items are unknown), ``internal_error`` (a bug; per
 request when normalising failed, items when the sink raised). ``utf8_repaired_requests{signal}``
 counts salvaged requests. Oversized and unsupported-encoding requests are
 refused by grpc core before the handler and are not counted.
+
+TLS and credential reload (SIGHUP, :meth:`Receiver.reload_credentials`): the
+server is built with ``grpc.dynamic_ssl_server_credentials``, whose fetcher
+grpc core calls before every new TLS handshake; a reload validates the new
+PEM files with the stdlib :mod:`ssl` (grpc itself would accept garbage and
+fail every later handshake), then hands the fetcher one new
+``grpc.ssl_server_certificate_configuration``. New connections get the new
+certificate / client CA; open connections keep theirs; nothing learned is
+touched. Switching TLS or mTLS on or off needs a restart (grpc fixes it when
+the port is added). The bearer token file is re-read too.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import ssl
+import tempfile
 import threading
 import time
 from concurrent import futures
@@ -62,7 +74,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from detector.expose.metrics import SelfMetrics
 from detector.normalise import UndecodableRequest, check_protobuf_backend, decode_logs, decode_metrics, decode_traces
 from detector.pipeline.batch import Batch, Sink
-from detector.receive.config import ReceiverConfig
+from detector.receive.config import AuthConfig, GrpcConfig, ReceiverConfig, TlsConfig
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +93,54 @@ def _read(path: str, what: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ReceiverError(f"cannot read {what} {path!r}: {exc.strerror or exc}") from None
+
+
+def load_tls_material(tls: TlsConfig, prefix: str = "receiver.grpc.tls") -> tuple[bytes, bytes, bytes | None]:
+    """``(cert_chain, private_key, client_ca or None)`` PEM bytes, validated with :mod:`ssl`.
+
+    Checks that the chain and key are PEM, that the key matches the
+    certificate (``SSL_CTX_check_private_key`` via ``load_cert_chain``) and
+    that the CA bundle parses; the bytes checked are the bytes returned.
+
+    Raises:
+        ReceiverError: naming the key and file (never the content).
+    """
+    cert = _read(tls.cert_file, f"{prefix}.cert_file")
+    key = _read(tls.key_file, f"{prefix}.key_file")
+    ca = _read(tls.client_ca_file, f"{prefix}.client_ca_file") if tls.client_ca_file else None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    # load_cert_chain only takes paths: check the bytes just read through a private temp dir
+    with tempfile.TemporaryDirectory(prefix="otel-anomaly-tls-") as d:
+        cpath, kpath = Path(d, "cert.pem"), Path(d, "key.pem")
+        cpath.write_bytes(cert)
+        kpath.touch(0o600)
+        kpath.write_bytes(key)
+        try:
+            ctx.load_cert_chain(cpath, kpath, password=lambda: b"")
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "reason", None) or str(exc)
+            raise ReceiverError(
+                f"cannot use {prefix}.cert_file {tls.cert_file!r} with key_file {tls.key_file!r}: {reason}"
+            ) from None
+    if ca is not None:
+        try:
+            ctx.load_verify_locations(cadata=ca.decode("ascii", "replace"))
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or str(exc)
+            raise ReceiverError(f"cannot use {prefix}.client_ca_file {tls.client_ca_file!r}: {reason}") from None
+    return cert, key, ca
+
+
+def read_bearer_token(auth: AuthConfig) -> bytes:
+    """The expected ``authorization`` value, ``b"Bearer <token>"``, from ``bearer_token_file``.
+
+    Raises:
+        ReceiverError: the file is unreadable or empty.
+    """
+    token = _read(auth.bearer_token_file, "receiver.grpc.auth.bearer_token_file").decode("utf-8", "replace").strip()
+    if not token:
+        raise ReceiverError(f"receiver.grpc.auth.bearer_token_file {auth.bearer_token_file!r} is empty")
+    return ("Bearer " + token).encode()
 
 
 def retry_info_status(message: str, delay_seconds: float) -> grpc.Status:
@@ -124,12 +184,10 @@ class Receiver:
         self.metrics = metrics
         grpc_cfg = config.grpc
         if auth_token is None and grpc_cfg.auth is not None:
-            auth_token = _read(grpc_cfg.auth.bearer_token_file, "receiver.grpc.auth.bearer_token_file").decode(
-                "utf-8", "replace"
-            ).strip()
-            if not auth_token:
-                raise ReceiverError(f"receiver.grpc.auth.bearer_token_file {grpc_cfg.auth.bearer_token_file!r} is empty")
-        self._expected_auth = ("Bearer " + auth_token).encode() if auth_token else None
+            self._expected_auth: bytes | None = read_bearer_token(grpc_cfg.auth)
+        else:
+            self._expected_auth = ("Bearer " + auth_token).encode() if auth_token else None
+        self._pending_cert: grpc.ServerCertificateConfiguration | None = None
         self._accepting = True
         self._server: grpc.Server | None = None
         self._port: int | None = None
@@ -182,12 +240,42 @@ class Receiver:
         tls = self.config.grpc.tls
         if tls is None:
             return None
-        cert = _read(tls.cert_file, "receiver.grpc.tls.cert_file")
-        key = _read(tls.key_file, "receiver.grpc.tls.key_file")
-        if tls.client_ca_file:
-            ca = _read(tls.client_ca_file, "receiver.grpc.tls.client_ca_file")
-            return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
-        return grpc.ssl_server_credentials([(key, cert)])
+        cert, key, ca = load_tls_material(tls)
+        initial = grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+        return grpc.dynamic_ssl_server_credentials(initial, self._fetch_cert_config, require_client_authentication=ca is not None)
+
+    def _fetch_cert_config(self) -> grpc.ServerCertificateConfiguration | None:
+        # grpc core calls this before every new TLS handshake: a new config once after a reload, else None
+        cfg, self._pending_cert = self._pending_cert, None
+        return cfg
+
+    def reload_credentials(self, grpc_cfg: GrpcConfig) -> None:
+        """Re-read the TLS files and the bearer token file of ``grpc_cfg`` (SIGHUP).
+
+        All or nothing: every file is read and validated first; on any error
+        nothing changes (the running certificate and token stay) and
+        :class:`ReceiverError` is raised with the reason. New TLS handshakes
+        use the new certificate / client CA; open connections keep theirs.
+
+        Raises:
+            ReceiverError: a file is unusable, or TLS / mTLS would be switched
+                on or off (needs a restart).
+        """
+        old_tls = self.config.grpc.tls
+        new_tls = grpc_cfg.tls
+        if (old_tls is None) != (new_tls is None):
+            raise ReceiverError("receiver.grpc.tls switched on or off: restart to apply")
+        if old_tls is not None and new_tls is not None and (old_tls.client_ca_file is None) != (new_tls.client_ca_file is None):
+            raise ReceiverError("receiver.grpc.tls.client_ca_file (mTLS) switched on or off: restart to apply")
+        cert_cfg = None
+        if new_tls is not None:
+            cert, key, ca = load_tls_material(new_tls)
+            cert_cfg = grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+        expected = read_bearer_token(grpc_cfg.auth) if grpc_cfg.auth is not None else None
+        self._expected_auth = expected
+        if cert_cfg is not None:
+            self._pending_cert = cert_cfg
+        self.config = self.config.model_copy(update={"grpc": self.config.grpc.model_copy(update={"tls": new_tls, "auth": grpc_cfg.auth})})
 
     def start(self) -> int:
         """Bind ``receiver.grpc.endpoint`` and start serving; returns the bound port.
