@@ -402,6 +402,11 @@ class App:
             if getattr(getattr(new.detectors, family, None), "enabled", True) != getattr(getattr(old.detectors, family, None), "enabled", True):
                 needs_restart.append(f"detectors.{family}.enabled")
         credential_problems = self._reload_credentials(new)
+        if credential_problems:
+            log.error(
+                "TLS/credential files could not be used; keeping the running certificates and secrets",
+                extra={"path": self.config_path, "problems": credential_problems},
+            )  # fmt: skip
 
         def apply() -> None:
             for name, det in self.detectors.items():
@@ -419,10 +424,7 @@ class App:
         self.config = new
         if credential_problems:
             self.metrics.config_reloads.labels(result="error").inc()
-            log.error(
-                "config reloaded, but TLS/credential files could not be used; keeping the running certificates and secrets",
-                extra={"path": self.config_path, "problems": credential_problems, "needs_restart": needs_restart},
-            )  # fmt: skip
+            log.warning("config reloaded except TLS/credential files", extra={"path": self.config_path, "needs_restart": needs_restart})
             return False
         self.metrics.config_reloads.labels(result="ok").inc()
         log.info("config reloaded", extra={"path": self.config_path, "needs_restart": needs_restart})
