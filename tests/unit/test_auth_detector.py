@@ -281,6 +281,17 @@ def test_no_raw_identity_in_candidates():
         assert raw not in blob
 
 
+@pytest.mark.parametrize("salt", [b"", b"test-salt", bytes(range(64)), bytes(range(65)), b"\xff" * 200])
+def test_keyed_once_hmac_equals_identity_hasher(salt):
+    """The hot path's HMAC (key schedule done once) gives IdentityHasher's value, also for long salts (RFC 2104)."""
+    from detector.detectors.auth.detector import hmac_sha256_hex12
+    from detector.detectors.base import IdentityHasher
+
+    h = hmac_sha256_hex12(salt)
+    for value in ("alice", "", "ünïcødé@example.com", "x" * 1000, "surrogate \udcff"):
+        assert h(value) == IdentityHasher(salt)(value)
+
+
 def test_reveal_identities_shows_raw_values():
     recs = [span(T0 + i, "alice", ATTACKER, 401) for i in range(12)]
     res = run(detector(reveal_identities=True), recs)

@@ -120,9 +120,10 @@ class SpanExtractor:
     Args:
         config: an :class:`~detector.detectors.auth.config.AuthConfig`.
 
-    ``extract(span)`` returns an event or None. The per-operation cache is
-    bounded (cleared at 100 000 distinct operations, e.g. ids leaking into
-    routes).
+    ``extract(span)`` returns an event or None; ``fields(span)`` the same as a
+    plain tuple (the detector's hot path: no object per event). The
+    per-operation cache is bounded (cleared at 100 000 distinct operations,
+    e.g. ids leaking into routes).
     """
 
     CACHE_MAX = 100_000
@@ -156,6 +157,16 @@ class SpanExtractor:
 
     def extract(self, span: SpanRecord) -> AuthEvent | None:
         """The auth event of ``span``, or None when the span is not one."""
+        f = self.fields(span)
+        if f is None:
+            return None
+        code, outcome, principal, source, ua, token, count, unknown, op, http_ok = f
+        return AuthEvent(span.resource.service, op, code, outcome, principal, source, ua, token, span.end,
+                         span.trace_id, count, unknown, http_ok)
+
+    def fields(self, span: SpanRecord) -> tuple | None:
+        """``(op_class, outcome, principal, source, user_agent, token, count=1, unknown=False, op, http_ok)``
+        of ``span`` (see :class:`AuthEvent` for each), or None when the span is not an auth event."""
         op = span.operation
         code = self._cache.get(op)
         if code is None:
@@ -219,5 +230,4 @@ class SpanExtractor:
         elif outcome is None:
             outcome = FAIL if span.status_code == STATUS_ERROR else OK
             http_ok = outcome == OK
-        return AuthEvent(span.resource.service, op, code, outcome, principal, source, ua, token, span.end,
-                         span.trace_id, 1, False, http_ok)
+        return (code, outcome, principal, source, ua, token, 1, False, op, http_ok)
