@@ -242,6 +242,8 @@ class App:
             extra={
                 "grpc_port": self.receiver.port,
                 "http_port": self.http.port,
+                "http_tls": self.http.tls,
+                "http_basic_auth": self.config.http.basic_auth is not None,
                 "version": __version__,
                 "detectors": list(self.detectors),
             },

@@ -198,3 +198,13 @@ def test_sighup_rotates_certificates_without_losing_state(serve, tmp_path):
 
 def _reloaded(sp) -> bool:
     return any(line.get("msg") == "config reloaded" for line in sp.logs())
+
+
+def test_unusable_http_tls_files_stop_start_with_one_clear_line(serve, tmp_path):
+    pki = Pki(tmp_path / "pki", "ca-a")
+    _install(tmp_path, pki.issue("server"))
+    (tmp_path / "tls.key").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(AssertionError, match="serve exited with 1") as err:
+        serve(_config(tmp_path))
+    text = str(err.value)
+    assert "cannot start: cannot load http.tls.cert_file" in text and "not a key" not in text and "Traceback" not in text
