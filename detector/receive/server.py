@@ -188,6 +188,7 @@ class Receiver:
         else:
             self._expected_auth = ("Bearer " + auth_token).encode() if auth_token else None
         self._pending_cert: grpc.ServerCertificateConfiguration | None = None
+        self._cert_lock = threading.Lock()
         self._accepting = True
         self._server: grpc.Server | None = None
         self._port: int | None = None
@@ -246,7 +247,10 @@ class Receiver:
 
     def _fetch_cert_config(self) -> grpc.ServerCertificateConfiguration | None:
         # grpc core calls this before every new TLS handshake: a new config once after a reload, else None
-        cfg, self._pending_cert = self._pending_cert, None
+        if self._pending_cert is None:  # the common case: no lock taken
+            return None
+        with self._cert_lock:
+            cfg, self._pending_cert = self._pending_cert, None
         return cfg
 
     def reload_credentials(self, grpc_cfg: GrpcConfig) -> None:
@@ -274,7 +278,8 @@ class Receiver:
         expected = read_bearer_token(grpc_cfg.auth) if grpc_cfg.auth is not None else None
         self._expected_auth = expected
         if cert_cfg is not None:
-            self._pending_cert = cert_cfg
+            with self._cert_lock:
+                self._pending_cert = cert_cfg
         self.config = self.config.model_copy(update={"grpc": self.config.grpc.model_copy(update={"tls": new_tls, "auth": grpc_cfg.auth})})
 
     def start(self) -> int:
