@@ -87,9 +87,11 @@ def _nwin(seconds: float, window: float) -> int:
 
 
 def _touch_pairs(pairs: tuple, keys: tuple, idx: int, oldest: int) -> tuple:
-    """``((key, last_idx), …)`` updated with ``keys`` seen in window ``idx``, pruned below ``oldest``, capped."""
-    if len(pairs) == 1 and len(keys) == 1 and pairs[0][0] == keys[0]:
-        return ((keys[0], idx),)  # the common case: same single network / agent again
+    """``((key, last_idx), …)`` updated with ``keys`` (distinct) seen in window ``idx``, pruned below ``oldest``, capped."""
+    if len(keys) == 1 and (not pairs or (len(pairs) == 1 and pairs[0][0] == keys[0])):
+        return ((keys[0], idx),)  # the common cases: a new token, or the same single network / agent again
+    if not pairs and not keys:
+        return ()
     d = {k: last for k, last in pairs if last >= oldest}
     for k in keys:
         if k in d or len(d) < SMALL_CAP:
@@ -595,21 +597,25 @@ class AuthDetector(Detector):
         stride = _stride(len(sa.pr))
         model = st.m_principal
         table = self._principals
+        tdata = table.data
+        b_fail: list[float] = []  # baseline samples, fed in order after the loop (nothing reads them in it)
+        b_forb: list[float] = []
         i = 0
         for hp, pa in sa.pr.items():
             i += 1
             key = (service, hp)
-            ps = table.get(key)
-            if ps is None and (pa.fail or pa.forb):
-                ps = table.get_or_create(key, idx)
-            elif ps is not None:
-                table.get_or_create(key, idx)
+            ps = tdata.get(key)
             if ps is None:
-                # success-only principal without history: a normal member of the population
-                st.b_pr_fail.update(0.0)
-                if i % stride == 0:
-                    model.learn([0, pa.succ, 0, len(pa.srcs or ()), 0, 0.0])
-                continue
+                if not (pa.fail or pa.forb):
+                    # success-only principal without history: a normal member of the population
+                    b_fail.append(0.0)
+                    if i % stride == 0:
+                        model.learn([0, pa.succ, 0, len(pa.srcs or ()), 0, 0.0])
+                    continue
+                ps = table.get_or_create(key, idx)
+            else:  # table.get_or_create without the second lookup
+                tdata.move_to_end(key)
+                ps.last = idx
             ps.buckets.add(idx, [pa.fail, pa.succ, pa.forb])
             for hs, c in (pa.src_fail or {}).items():
                 touch_capped(ps.sources, hs, idx, c, SMALL_CAP)
@@ -682,12 +688,14 @@ class AuthDetector(Detector):
             if alerting:
                 ps.alerting = idx + hp_w
             elif ps.alerting < idx:
-                st.b_pr_fail.update(float(f))
+                b_fail.append(float(f))
                 if fb or ps.ew_forb:
-                    st.b_pr_forb.update(float(fb))
+                    b_forb.append(float(fb))
                 ps.ew_forb = 0.9 * ps.ew_forb + 0.1 * fb
                 if i % stride == 0:
                     model.learn(vector)
+        st.b_pr_fail.update_many(b_fail)
+        st.b_pr_forb.update_many(b_forb)
         return out
 
     @staticmethod
@@ -736,6 +744,8 @@ class AuthDetector(Detector):
         stride = _stride(len(sa.src))
         model = st.m_source
         table = self._sources
+        tdata = table.data
+        b_prin: list[float] = []  # baseline samples, fed in order after the loop
         saf_principals = {c.subject.get("principal") for c in so_far if c.kind == "success_after_failures"}
         explained = {s for c in so_far if c.kind == "brute_force" for s, _ in c.observed.get("top_sources", ())}
         bf_thr, bf_q = self._threshold(cfg.brute_force_min_failures, st.b_pr_fail, cfg)
@@ -743,16 +753,17 @@ class AuthDetector(Detector):
         for hs, s_ in sa.src.items():
             i += 1
             key = (service, hs)
-            ss = table.get(key)
-            if ss is None and s_.fail:
-                ss = table.get_or_create(key, idx)
-            elif ss is not None:
-                table.get_or_create(key, idx)
+            ss = tdata.get(key)
             if ss is None:
-                st.b_src_principals.update(0.0)
-                if i % stride == 0:
-                    model.learn([0, s_.succ, 0, 0.0, 0, 0.0, len(s_.uas or ())])
-                continue
+                if not s_.fail:
+                    b_prin.append(0.0)
+                    if i % stride == 0:
+                        model.learn([0, s_.succ, 0, 0.0, 0, 0.0, len(s_.uas or ())])
+                    continue
+                ss = table.get_or_create(key, idx)
+            else:
+                tdata.move_to_end(key)
+                ss.last = idx
             ss.buckets.add(idx, [s_.fail, s_.succ, s_.unknown])
             for hp, c in (s_.principals or {}).items():
                 touch_capped(ss.principals, hp, idx, c)
@@ -827,9 +838,10 @@ class AuthDetector(Detector):
             if alerting:
                 ss.alerting = idx + hs_w
             elif ss.alerting < idx:
-                st.b_src_principals.update(float(fp))
+                b_prin.append(float(fp))
                 if i % stride == 0:
                     model.learn(vector)
+        st.b_src_principals.update_many(b_prin)
         return out
 
     @staticmethod
@@ -872,14 +884,18 @@ class AuthDetector(Detector):
         ht_w = _nwin(cfg.token_horizon, ws)
         thr, q = self._threshold(cfg.token_min_networks, st.b_tok_nets, cfg)
         oldest = idx - ht_w + 1
+        get_or_create = self._tokens.get_or_create
+        b_nets: list[float] = []  # baseline samples, fed in order after the loop
+        r_max = 0.0
         for ht, ta in sa.tok.items():
-            ts = self._tokens.get_or_create((service, ht), idx)
+            ts = get_or_create((service, ht), idx)
             ts.nets = _touch_pairs(ts.nets, ta.nets, idx, oldest)
             ts.uas = _touch_pairs(ts.uas, ta.uas, idx, oldest)
             nets = len(ts.nets)
             uas = len(ts.uas)
             r = nets / thr
-            self._bump(scores, "token_reuse", service, r)
+            if r > r_max:
+                r_max = r
             if not learn_only and r >= 1.0 and uas >= cfg.token_min_user_agents and ta.nets:
                 ts.alerting = idx + ht_w
                 out.append(self._cand(
@@ -892,7 +908,9 @@ class AuthDetector(Detector):
                     f"(threshold {thr:g} networks)",
                     [ta.trace]))
             elif ts.alerting < idx:
-                st.b_tok_nets.update(float(nets))
+                b_nets.append(float(nets))
+        self._bump(scores, "token_reuse", service, r_max)
+        st.b_tok_nets.update_many(b_nets)
         return out
 
     # -- protected operations: auth_bypass

@@ -310,6 +310,14 @@ class Baseline:
         self.q.update(x)
         self.n += 1
 
+    def update_many(self, xs: list[float]) -> None:
+        """``update`` for each of ``xs`` in order (same result; one call per window, not per entity)."""
+        if xs:
+            u = self.q.update
+            for x in xs:
+                u(x)
+            self.n += len(xs)
+
     def get(self, min_samples: int) -> float | None:
         if self.n < min_samples:
             return None
