@@ -70,6 +70,21 @@ class ErrorRateTunables(StrictModel):
     adwin: bool = Field(True, description="feed river ADWIN with per-window ratios as a slow-drift confirmation")
     adwin_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence (river drift.ADWIN delta)")
     adwin_min_requests: int = Field(10, ge=1, description="windows with fewer requests are not fed to ADWIN")
+    client_auth_failures_are_errors: bool = Field(
+        False,
+        description="count HTTP 401/403 and gRPC UNAUTHENTICATED/PERMISSION_DENIED on this service's client/producer "
+        "spans as edge errors like any other client 4xx (semconv); false = the callee's auth check refused the "
+        "credentials it was given (end users mistyping passwords, login attacks: the auth detector's business), "
+        "counted as edge errors only while they are most of the edge's calls (client_auth_wholesale_share)",
+    )
+    client_auth_wholesale_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="auth rejections on an edge count as errors when the lower Wilson bound (z=2) of their share of "
+        "the edge's recent calls (counts decayed with a half-life of 5 requests) is at least this: the caller's own credentials are refused "
+        "(expired service token, rotated key); 1 = never",
+    )
 
 
 ErrorRateOverride = override_model(ErrorRateTunables)

@@ -21,7 +21,11 @@ Series (``kind``, labels ``service``/``peer``, ``subject``):
   error); rises of common signatures are left to the total series.
 
 Error semantics come from normalisation (``SpanRecord.is_error``: server 4xx
-is not a server error, client 4xx is; ``LogRecord.is_error``).
+is not a server error, client 4xx is; ``LogRecord.is_error``), with one
+exception on edges: a client call the callee refused for its credentials
+(HTTP 401/403, gRPC UNAUTHENTICATED/PERMISSION_DENIED) is a request but counts
+as an edge error only while such refusals are most of the edge's calls, or
+when ``client_auth_failures_are_errors`` is set (see :meth:`ErrorRateDetector._auth_errors`).
 
 How it decides (per series, at each window close, all series at once with
 numpy; only the ADWIN feed and candidate building loop in Python):
@@ -37,9 +41,11 @@ numpy; only the ADWIN feed and candidate building loop in Python):
    ``rate_floor``. A new error signature starts from the signature's absence in
    all the service's learned log records. Learning is delayed by
    ``learn_delay`` (default: the warm-up; the oldest remembered window is learned) and skipped
-   when any window since was anomalous or the CUSUM holds more than a quarter
-   of its threshold, so neither the first windows of an incident nor a ramp drag the
-   baseline up; after ``adapt_after`` of continuous anomaly the new level is
+   when any window since was anomalous, the CUSUM holds more than a quarter
+   of its threshold, or the window lies in the CUSUM's current segment and that
+   segment's binomial p-value is already below ``LEARN_P`` (a sparse
+   incident's first errors, minutes apart), so neither the first windows of an
+   incident nor a ramp drag the baseline up; after ``adapt_after`` of continuous anomaly the new level is
    learned anyway (a lasting change becomes normal; cf. river
    ``anomaly.filter`` ``protect_anomaly_detector``).
 2. Tests, each with the effect-size floors (at least ``min_errors`` errors,
@@ -89,8 +95,10 @@ at 99.
 
 Cost: per record two dict increments (+ an exemplar append on errors); per
 window O(series) numpy. State: one row per series (see
-:mod:`~detector.detectors.error_rate.series`), capped at ``max_series`` with
-least-recently-seen eviction and a TTL, counted in ``evicted_total``.
+:mod:`~detector.detectors.error_rate.series`), capped at ``max_series`` by a
+segmented LRU with admission (established series are protected from a flood
+of new ones, see :meth:`ErrorRateDetector._make_room`) and a TTL; evicted and
+refused series are counted in ``evicted_total``.
 """
 
 from __future__ import annotations
@@ -136,6 +144,8 @@ from detector.normalise.records import (
 
 STATE_VERSION = 1
 HOLD_WINDOWS = 3  # windows without anomaly that end an episode (and make a series evictable)
+AUTH_HALF_LIFE = 5.0  # requests: half-life of the memory of an edge's recent auth-rejected share
+PROTECTED_SHARE = 0.8  # share of max_series that established series may hold safe from new ones (segmented LRU)
 MAX_SCORE = 99.0
 _SIG_CACHE_MAX = 4096  # error log bodies -> signature, cleared when full
 _SIG_CACHE_BODY = 2048  # longer bodies are not cached (bounded memory)
@@ -143,6 +153,7 @@ ADWIN_SATURATION = 10.0  # ADWIN sees min(ratio / baseline, 10) / 10
 ADWIN_CLOCK = 1  # check for change on every update: one update per window, not per request (river default 32)
 SIG_NOVEL_MAX = 0.005  # an error signature alerts only while its baseline share is below this (a new kind of error)
 LEARN_GUARD = 4.0  # no learning while the CUSUM holds more than h / LEARN_GUARD
+LEARN_P = 1e-3  # ...nor of a window inside a CUSUM segment whose binomial p-value is already below this
 MAX_RING = 360  # windows remembered per series (learning delay / aggregates); 360 x 10 s = 1 h
 EB_MIN_SERIES = 5  # series with enough data before the population spread is trusted
 EB_MIN_REQUESTS = 10.0  # learned requests for a series to count in the spread
@@ -150,17 +161,18 @@ EB_MIN_WEIGHT = 10.0  # the empirical-Bayes prior weight never goes below this (
 
 
 class _WindowAcc:
-    """Counters of one open window: ``n``/``k`` per series key, exemplar trace ids."""
+    """Counters of one open window: ``n``/``k`` per series key, ``a`` auth rejections per edge, exemplar trace ids."""
 
-    __slots__ = ("n", "k", "ex")
+    __slots__ = ("n", "k", "a", "ex")
 
     def __init__(self) -> None:
         self.n: dict[tuple, int] = {}
         self.k: dict[tuple, int] = {}
+        self.a: dict[tuple, int] = {}
         self.ex: dict[tuple, list[bytes]] = {}
 
     def merge(self, other: "_WindowAcc") -> None:
-        for src, dst in ((other.n, self.n), (other.k, self.k)):
+        for src, dst in ((other.n, self.n), (other.k, self.k), (other.a, self.a)):
             for key, v in src.items():
                 dst[key] = dst.get(key, 0) + v
         for key, v in other.ex.items():
@@ -231,6 +243,8 @@ class ErrorRateDetector(Detector):
             "adwin_on": 1.0 if c.adwin else 0.0,
             "adwin_delta": c.adwin_delta,
             "adwin_min": c.adwin_min_requests,
+            "auth_err": 1.0 if c.client_auth_failures_are_errors else 0.0,
+            "auth_share": c.client_auth_wholesale_share,
         }
         vec = np.array([values[p] for p in PARAMS], dtype=np.float64)
         if len(self._svc_params) > 50_000:
@@ -270,6 +284,7 @@ class ErrorRateDetector(Detector):
         acc = self._acc(window)
         n = acc.n
         k = acc.k
+        a = acc.a
         ex = acc.ex
         n_get = n.get
         ops = self.config.operations
@@ -291,6 +306,11 @@ class ErrorRateDetector(Detector):
             if key2 is not None:
                 n[key2] = n_get(key2, 0) + 1
             if s.is_error:
+                if key[0] == K_EDGE and (
+                    (hs := s.http_status) == 401 or hs == 403 or (gs := s.rpc_grpc_status) == 16 or gs == 7
+                ):  # an edge call the callee refused for its credentials: counted apart (see _auth_errors)
+                    a[key] = a.get(key, 0) + 1
+                    continue
                 k[key] = k.get(key, 0) + 1
                 if key2 is not None:
                     k[key2] = k.get(key2, 0) + 1
@@ -370,36 +390,74 @@ class ErrorRateDetector(Detector):
             key = t.keys[row]
             if key is None:
                 continue
-            if key[0] in (K_OPERATION, K_SIGNATURE):
-                ck = (key[0], key[1])
-                left = self._per_service.get(ck, 1) - 1
-                if left > 0:
-                    self._per_service[ck] = left
-                else:
-                    self._per_service.pop(ck, None)
+            self._release_cap(key)
             t.remove(row)
             self.evicted_total += 1
 
-    def _make_room(self, want: int, index: int) -> None:
+    def _release_cap(self, key: tuple) -> None:
+        """Give back the per-service slot that :meth:`_cap_ok` took for ``key``."""
+        if key[0] in (K_OPERATION, K_SIGNATURE):
+            ck = (key[0], key[1])
+            left = self._per_service.get(ck, 1) - 1
+            if left > 0:
+                self._per_service[ck] = left
+            else:
+                self._per_service.pop(ck, None)
+
+    def _make_room(self, want: int, index: int) -> int:
+        """Evict rows so that up to ``want`` new series fit under ``max_series``; return how many may be added.
+
+        Segmented LRU with admission (cf. 2Q, Johnson & Shasha 1994; TinyLFU's
+        admission, Einziger et al. 2017): a row *established* — seen in more than
+        one window, or with a learned baseline — sits in the protected segment
+        (at most ``PROTECTED_SHARE`` of the cap); the others are on probation.
+        Victims are taken from probation first, least recently seen and least
+        learned first, then from the protected rows beyond the segment's quota;
+        rows in an alert episode only when nothing else is left. A new series
+        never displaces a protected one: when probation cannot make room for all
+        the window's new series, only as many as fit are admitted (the caller
+        admits the busiest) and the rest are refused — counted in
+        ``evicted_total`` like an eviction. So a flood of one-shot series (10,000
+        new service names per window against a 20,000-row cap) churns through the
+        probation segment and the established, learned series keep their baselines.
+        """
         t = self._table
-        over = len(t) + want - self.config.max_series
+        cap = self.config.max_series
+        over = len(t) + want - cap
         if over <= 0:
-            return
-        over = max(over, self.config.max_series // 100)
+            return want
+        over = min(max(over, cap // 100), len(t))
         hi = t.hi
+        cols = t.cols
         used = t.used[:hi]
-        calm = used & (t.cols["hold"][:hi] >= HOLD_WINDOWS)
-        candidates = np.flatnonzero(calm)
-        if len(candidates) < over:  # everything is in an episode: evict the stalest anyway
-            candidates = np.flatnonzero(used)
-        # least recently seen first (rows with data in this window are marked seen before this runs), and
-        # among equally stale rows the ones that learned least: a flood of one-off series evicts itself,
-        # not the established series it is hiding
-        last = t.cols["last_seen"][candidates]
-        learned = t.cols["a"][candidates] + t.cols["b"][candidates]
-        take = min(over, len(candidates))
-        victims = candidates[np.lexsort((learned, last))[:take]] if take else []
-        self._evict_rows(int(r) for r in victims)
+        last = cols["last_seen"][:hi]
+        learned = cols["a"][:hi] + cols["b"][:hi]
+        calm = used & (cols["hold"][:hi] >= HOLD_WINDOWS)
+        established = used & ((last > cols["born"][:hi]) | (learned > 0))
+        quota = int(cap * PROTECTED_SHARE)
+        prot = np.flatnonzero(established)
+        demoted = np.zeros(hi, dtype=bool)
+        if len(prot) > quota:  # protected segment over its quota: its least recently seen rows are on probation again
+            order = np.lexsort((learned[prot], last[prot]))
+            demoted[prot[order[: len(prot) - quota]]] = True
+        probation = used & (~established | demoted)
+        victims: list[np.ndarray] = []
+        need = over
+        for mask in (probation & calm, probation):  # calm rows first; rows in an episode only if nothing else
+            if need <= 0:
+                break
+            cand = np.flatnonzero(mask)
+            if victims:
+                cand = np.setdiff1d(cand, victims[0], assume_unique=True)
+            if cand.size:
+                # least recently seen first (rows with data in this window are marked seen before this runs),
+                # among equally stale rows the ones that learned least
+                take = cand[np.lexsort((learned[cand], last[cand]))[:need]]
+                victims.append(take)
+                need -= take.size
+        for v in victims:
+            self._evict_rows(int(r) for r in v)
+        return max(0, min(want, cap - len(t)))
 
     def _expire(self, index: int) -> None:
         t = self._table
@@ -408,12 +466,20 @@ class ErrorRateDetector(Detector):
         old = t.used[:hi] & (t.cols["last_seen"][:hi] < index - ttl_w) & (t.cols["hold"][:hi] >= HOLD_WINDOWS)
         self._evict_rows(int(r) for r in np.flatnonzero(old))
 
-    def _create(self, keys: list[tuple], index: int) -> None:
+    def _create(self, keys: list[tuple], index: int, volume: dict | None = None) -> None:
+        """Add rows for new series ``keys``; ``volume`` (key -> records this window) orders admission under the cap."""
         t = self._table
-        keys = [key for key in keys if self._cap_ok(key)]
+        keys = [key for key in dict.fromkeys(keys) if key not in t.index and self._cap_ok(key)]
         if not keys:
             return
-        self._make_room(len(keys), index)
+        room = self._make_room(len(keys), index)
+        if room < len(keys):  # not enough room without displacing established series: admit the busiest
+            if volume is not None:
+                keys.sort(key=lambda kk: volume.get(kk, 0), reverse=True)
+            for key in keys[room:]:
+                self._release_cap(key)
+            self.evicted_total += len(keys) - room
+            keys = keys[:room]
         # parents (service log series) first, so signature rows can inherit from them
         keys.sort(key=lambda kk: kk[0] == K_SIGNATURE)
         cols = t.cols
@@ -454,7 +520,7 @@ class ErrorRateDetector(Detector):
         new = [key for key, row in zip(n_keys, rows_l) if row < 0]
         new += [key for key in k_by_key if key[0] == K_SIGNATURE and key not in tindex]
         if new:
-            self._create(new, index)
+            self._create(new, index, n_by_key)
             rows_l = list(map(tindex.get, n_keys, repeat(-1)))
         if index % 60 == 0:
             self._expire(index)
@@ -470,6 +536,7 @@ class ErrorRateDetector(Detector):
             ok = rows >= 0
             n[rows[ok]] = nv[ok]
             k[rows[ok]] = kv[ok]
+        k += self._auth_errors(acc.a, n)
         # signature rows: errors of that signature out of all the service's log records in the window
         sig_rows = np.flatnonzero(t.used[:hi] & (cols["kind"][:hi] == K_SIGNATURE))
         if sig_rows.size:
@@ -496,6 +563,47 @@ class ErrorRateDetector(Detector):
 
         candidates = self._evaluate(index, window, n, k, acc)
         return candidates
+
+    def _auth_errors(self, a_by_key: dict, n: np.ndarray) -> np.ndarray:
+        """Auth rejections of this window that count as edge errors, per row (float array of length ``hi``).
+
+        HTTP 401/403 and gRPC UNAUTHENTICATED (16) / PERMISSION_DENIED (7) on a
+        client span are errors by the semantic conventions (client 4xx), but what
+        failed is the credentials the caller sent, not the callee: for an edge
+        that forwards end users' credentials (a gateway calling the auth service's
+        login and token checks) a wave of them is people mistyping passwords or a
+        login attack — the ``auth`` detector's question, and false alerts here
+        (measured: the quiet week's only false alert, ``edge_error_rate
+        gateway→auth`` 0.57 % → 20 % on a handful of failed logins). So they
+        count as errors only when ``client_auth_failures_are_errors`` is set for
+        the caller, or when they are most of the edge's recent calls — the
+        caller's *own* credentials refused (an expired service token, a rotated
+        key), which is an outage of that edge: lower Wilson bound (z=2) of the
+        rejected share of the last ~``AUTH_HALF_LIFE`` requests (counts decayed
+        by requests, so a sparse edge keeps its memory across windows) at least
+        ``client_auth_wholesale_share``. Rejected calls always count as requests.
+        A callee rejecting the payload (400/422, INVALID_ARGUMENT after a rename)
+        or failing (5xx) is never affected.
+        """
+        t = self._table
+        hi = t.hi
+        cols = t.cols
+        a = np.zeros(hi)
+        if a_by_key:
+            tindex = t.index
+            for key, v in a_by_key.items():
+                row = tindex.get(key)
+                if row is not None:
+                    a[row] = v
+        edge = t.used[:hi] & (cols["kind"][:hi] == K_EDGE) & (n > 0)
+        if not edge.any():
+            return a
+        decay = np.where(edge, np.power(0.5, n / AUTH_HALF_LIFE), 1.0)
+        cols["auth_r"][:hi] = cols["auth_r"][:hi] * decay + np.where(edge, a, 0.0)
+        cols["auth_t"][:hi] = cols["auth_t"][:hi] * decay + np.where(edge, n, 0.0)
+        lo, _ = wilson_bounds(cols["auth_r"][:hi], cols["auth_t"][:hi], 2.0)
+        counted = (cols["auth_err"][:hi] > 0) | (lo >= cols["auth_share"][:hi])
+        return np.where(counted, a, 0.0)
 
     def _evaluate(self, index: int, window: Window, n: np.ndarray, k: np.ndarray, acc: _WindowAcc) -> list[Candidate]:
         t = self._table
@@ -639,7 +747,17 @@ class ErrorRateDetector(Detector):
         ln = t.ring_n[:hi, old_slot].astype(np.float64)
         lk = t.ring_k[:hi, old_slot].astype(np.float64)
         episode_age = np.where(c["since"] >= 0, index - c["since"], 0)
-        learn = ((c["hold"] >= ring) & (s_new <= h / LEARN_GUARD)) | (episode_age >= c["adapt_w"])
+        # ...nor when it lies inside the CUSUM's current segment and that segment is already significant on its
+        # own (p < LEARN_P): a sparse incident's first errors arrive minutes apart, each window looks harmless, and
+        # learning them tripled a 1 % baseline before the fifth error could make the alert (error_low_traffic)
+        seg_start = np.where(s_new > 0, np.where(cont, c["seg_start"], index), -1)
+        c["seg_start"][:] = seg_start
+        in_seg = (s_new > 0) & (run_k > 0) & (seg_start >= 0) & (seg_start <= index - ring + 1)
+        seg_p = np.ones(hi)
+        idx = np.flatnonzero(in_seg)
+        if idx.size:
+            seg_p[idx] = binom_tail(run_k[idx], run_n[idx], p0[idx])
+        learn = ((c["hold"] >= ring) & (s_new <= h / LEARN_GUARD) & (seg_p >= LEARN_P)) | (episode_age >= c["adapt_w"])
         learn &= used & (ln > 0)
         decay = np.where(learn, np.power(0.5, ln / c["half_life"]), 1.0)
         lw = learn.astype(np.float64)
@@ -842,7 +960,9 @@ class ErrorRateDetector(Detector):
         return {
             "version": STATE_VERSION,
             "table": self._table.state_dict(),
-            "open": {i: (dict(a.n), dict(a.k), {kk: list(v) for kk, v in a.ex.items()}) for i, a in self._open.items()},
+            "open": {
+                i: (dict(a.n), dict(a.k), {kk: list(v) for kk, v in a.ex.items()}, dict(a.a)) for i, a in self._open.items()
+            },
             "last_index": self._last_index,
             "per_service": dict(self._per_service),
             "evicted_total": self.evicted_total,
@@ -855,9 +975,10 @@ class ErrorRateDetector(Detector):
             return
         self._table = SeriesTable.from_state(state["table"], ring=self._ring_size(self.config))
         self._open = {}
-        for i, (n, k, ex) in state.get("open", {}).items():
+        for i, (n, k, ex, *rest) in state.get("open", {}).items():
             acc = _WindowAcc()
             acc.n, acc.k, acc.ex = dict(n), dict(k), {kk: list(v) for kk, v in ex.items()}
+            acc.a = dict(rest[0]) if rest else {}
             self._open[int(i)] = acc
         self._last_index = state.get("last_index")
         self._per_service = dict(state.get("per_service", {}))

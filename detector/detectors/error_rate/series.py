@@ -30,6 +30,8 @@ STATE_F = (
     "score",  # latest score (-log10 p units)
     "p0",  # latest baseline used
     "adwin_ref",  # baseline ratio when the series' ADWIN was created (scale of its input)
+    "auth_r",  # edges: auth rejections (401/403, UNAUTHENTICATED/PERMISSION_DENIED), decayed by requests
+    "auth_t",  # edges: requests, decayed the same way (the recent rejected share is auth_r / auth_t)
 )
 # int64 state columns
 STATE_I = (
@@ -39,6 +41,7 @@ STATE_I = (
     "since",  # window index where the current anomalous episode started, -1 if none
     "hold",  # windows since the last anomalous window (large = none)
     "adwin_until",  # ADWIN saw an upward change; valid up to this window index
+    "seg_start",  # window index where the CUSUM's current segment began (S left 0), -1 if S = 0
 )
 # per-row parameters (float64), rebuilt from config on load / reconfigure
 PARAMS = (
@@ -64,6 +67,8 @@ PARAMS = (
     "adwin_on",
     "adwin_delta",
     "adwin_min",
+    "auth_err",  # 1 = client auth rejections are edge errors (client_auth_failures_are_errors)
+    "auth_share",  # client_auth_wholesale_share
 )
 NO_HOLD = 1 << 40
 
