@@ -37,8 +37,11 @@ times; a borderline hit on an entity the model finds typical is reported only
 in ``scores()``. Baseline-relative kinds (stuffing, bypass, token_reuse,
 forbidden_spike) wait for ``warmup``; absolute-guard kinds alert from the start.
 
-Candidates: ``score`` = the guard statistic divided by its effective threshold
-(≥ 1 fires), ``threshold`` = 1.0; ``observed``/``baseline`` carry the raw
+Evaluation: one table-driven pass (:mod:`detector.detectors.auth.rules`: per
+kind the feature, its effective threshold, the guards from config, severity,
+evidence and summary builders) over per-entity feature dicts, built at window
+close only for entities that can fire. Candidates: ``score`` = the guard
+statistic divided by its effective threshold (≥ 1 fires), ``threshold`` = 1.0; ``observed``/``baseline`` carry the raw
 numbers and the model verdict. Principals, sources, tokens and user agents
 are hashed on arrival with ``context.hasher`` (salted HMAC, raw values kept
 only in a bounded in-memory memo that is never persisted), so state,
@@ -58,7 +61,6 @@ import re
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Sequence
 
-from scipy.stats import binom
 
 from detector.detectors.auth.accum import EVENT_CAP, MAX_ENTITIES, SET_CAP_WINDOW, PAcc, SAcc, ServiceAcc, TAcc
 from detector.detectors.auth.config import AuthConfig
@@ -66,6 +68,7 @@ from detector.detectors.auth.events import (
     _DENY_GRPC, _DENY_HTTP, FAIL, FORBID, INVALID_MARK, OK, OP_LOGIN, OP_NONE, OP_PROTECTED, SpanExtractor,
 )
 from detector.detectors.auth.logparse import LogParser
+from detector.detectors.auth.rules import RULES_BY_ENTITY
 from detector.detectors.auth.models import (
     SMALL_CAP, LRUTable, OpState, PrincipalState, ServiceState, SourceState, TokenState, prune_members, touch_capped,
     wilson_lower,
@@ -513,10 +516,7 @@ class AuthDetector(Detector):
         out: list[Candidate] = []
         out += self._principals_close(window, service, sa, st, cfg, scores, warm)
         out += self._sources_close(window, service, sa, st, cfg, scores, out)
-        if warm:
-            out += self._tokens_close(window, service, sa, st, cfg, scores)
-        else:
-            self._tokens_close(window, service, sa, st, cfg, scores, learn_only=True)
+        out += self._tokens_close(window, service, sa, st, cfg, scores, warm)
         out += self._ops_close(window, service, sa, st, cfg, scores, warm)
         stuffing = self._stuffing_close(window, service, sa, st, cfg, scores, warm, _nwin(cfg.service_horizon, ws))
         if self._pending_saf and (stuffing or st.stuffing_alerting >= idx):
@@ -584,6 +584,28 @@ class AuthDetector(Detector):
         fire = verdict["state"] != "typical" or ratio >= cfg.model_strong_factor
         return fire, verdict
 
+    def _judge(self, entity: str, f: dict, cfg, service: str, scores: dict, out: list[Candidate],
+               model: Any = None) -> bool:
+        """The one evaluation pass: every rule of ``entity`` (:data:`~detector.detectors.auth.rules.RULES`,
+        table order) on the features ``f``; firing rules append candidates to ``out``. True when one fired."""
+        for rule in RULES_BY_ENTITY[entity]:
+            if not rule.applies(f, cfg):
+                continue
+            r = f[rule.feature] / f[rule.per] if rule.per else f[rule.feature]
+            f["r"] = r
+            self._bump(scores, rule.kind, service, r)
+            if r < 1.0 or not rule.guard(f, cfg):
+                continue
+            if rule.gated:
+                fire, f["model"] = self._gate(cfg, model, f["vector"], r)
+                if not fire:
+                    continue
+            f["alerting"] = True
+            sev = rule.severity if type(rule.severity) is str else rule.severity(f)
+            out.append(self._cand(rule.kind, service, {rule.subject: f["subject"]} if rule.subject else {}, r, sev,
+                                  rule.observed(f, cfg), rule.baseline(f, cfg), rule.summary(f, cfg), (f["trace"],)))
+        return f.get("alerting", False)
+
     # -- principals: brute_force, success_after_failures, forbidden_spike
     def _principals_close(self, window: Window, service: str, sa: ServiceAcc, st: ServiceState, cfg,
                           scores: dict, warm: bool) -> list[Candidate]:
@@ -626,59 +648,19 @@ class AuthDetector(Detector):
             new_source = 1 if pa.srcs and any(hs not in known for hs in pa.srcs) else 0
             ratio_f = f / (f + s) if f + s else 0.0
             vector = [f, s, fb, len(ps.sources), new_source, ratio_f]
-            alerting = False
-            # brute_force
-            if pa.fail and f:
-                r = f / bf_thr
-                self._bump(scores, "brute_force", service, r)
-                if r >= 1.0 and ratio_f >= cfg.brute_force_min_failure_ratio:
-                    fire, verdict = self._gate(cfg, model, vector, r)
-                    if fire:
-                        alerting = True
-                        top = sorted(ps.sources.items(), key=lambda kv: -kv[1][1])[:5]
-                        out.append(self._cand(
-                            "brute_force", service, {"principal": hp}, r, "warning",
-                            {"failures": f, "successes": s, "failure_ratio": round(ratio_f, 4),
-                             "window_failures": pa.fail, "sources": len(ps.sources),
-                             "top_sources": [[k, v[1]] for k, v in top if k is not None],
-                             "horizon_seconds": hp_w * ws, "model": verdict},
-                            {"min_failures": bf_thr, "configured_min_failures": cfg.brute_force_min_failures,
-                             "population_quantile": bf_q, "min_failure_ratio": cfg.brute_force_min_failure_ratio},
-                            f"{f} failed logins for one principal in {hp_w * ws:g}s (threshold {bf_thr:g}, "
-                            f"failure ratio {ratio_f:.2f}) from {len(ps.sources)} source(s)",
-                            [pa.trace]))
-            # forbidden_spike
-            if pa.forb and fb:
-                own = cfg.forbidden_own_factor * max(ps.ew_forb, 1.0)
-                thr = max(fb_thr, own)
-                r = fb / thr
-                self._bump(scores, "forbidden_spike", service, r)
-                if warm and r >= 1.0:
-                    alerting = True
-                    out.append(self._cand(
-                        "forbidden_spike", service, {"principal": hp}, r, "warning",
-                        {"forbidden": fb, "window_forbidden": pa.forb, "horizon_seconds": hp_w * ws},
-                        {"threshold": thr, "own_level": round(ps.ew_forb, 3), "own_factor": cfg.forbidden_own_factor,
-                         "population_quantile": fb_q, "configured_min": cfg.forbidden_min},
-                        f"{fb} forbidden (403) answers for one principal in {hp_w * ws:g}s; its own level "
-                        f"{ps.ew_forb:.1f}, threshold {thr:g}",
-                        [pa.trace]))
+            fthr = max(fb_thr, cfg.forbidden_own_factor * max(ps.ew_forb, 1.0))
+            alerting = self._judge("principal", {
+                "subject": hp, "trace": pa.trace, "vector": vector, "warm": warm, "horizon_seconds": hp_w * ws,
+                "failures": f, "successes": s, "forbidden": fb, "failure_ratio": ratio_f, "sources": ps.sources,
+                "window_failures": pa.fail, "window_forbidden": pa.forb, "min_failures": bf_thr,
+                "failures_quantile": bf_q, "forbidden_threshold": fthr, "forbidden_quantile": fb_q,
+                "own_forbidden": ps.ew_forb}, cfg, service, scores, out, model)
             # success_after_failures (ordered within the window)
-            for hit in self._run_principal(ps, pa, cfg.saf_min_failures, lookback):
-                t, run, hs, in_run, known = hit
-                sev = "critical" if (in_run or not known) else "warning"
-                r = run / cfg.saf_min_failures
-                self._bump(scores, "success_after_failures", service, r)
-                alerting = True
-                out.append(self._cand(
-                    "success_after_failures", service, {"principal": hp}, r, sev,
-                    {"failures_before_success": run, "success_source": hs, "source_in_failure_run": in_run,
-                     "source_known_for_principal": known, "success_time": t},
-                    {"min_failures": cfg.saf_min_failures, "lookback_seconds": lookback},
-                    f"a principal logged in successfully after {run} consecutive failures"
-                    + (" from a source that took part in the failures" if in_run else "")
-                    + ("" if known else " from a source never seen to succeed for it"),
-                    [pa.trace]))
+            for t, run, hs, in_run, known in self._run_principal(ps, pa, cfg.saf_min_failures, lookback):
+                alerting = self._judge("principal_success", {
+                    "subject": hp, "trace": pa.trace, "failures_before_success": run, "min_failures": cfg.saf_min_failures,
+                    "success_source": hs, "in_run": in_run, "known": known, "success_time": t},
+                    cfg, service, scores, out) or alerting
             if pa.srcs:  # successes without a run in this window were not kept as events
                 kn = ps.known or ()
                 for hs in pa.srcs:
@@ -777,64 +759,18 @@ class AuthDetector(Detector):
             per = (sum(e[1] for e in ss.principals.values()) / fp) if fp else 0.0
             ratio_f = f / (f + s) if f + s else 0.0
             vector = [f, s, fp, ratio_f, per, (u / f) if f else 0.0, len(ss.uas)]
-            alerting = False
-            if s_.fail and fp:
-                r = fp / sp_thr
-                self._bump(scores, "password_spraying", service, r)
-                if r >= 1.0 and per <= cfg.spraying_max_attempts_per_principal and ratio_f >= cfg.spraying_min_failure_ratio:
-                    fire, verdict = self._gate(cfg, model, vector, r)
-                    if fire:
-                        alerting = True
-                        top = sorted(ss.principals.items(), key=lambda kv: -kv[1][1])[:5]
-                        out.append(self._cand(
-                            "password_spraying", service, {"source": hs}, r, "warning",
-                            {"failed_principals": fp, "failures": f, "successes": s,
-                             "failure_ratio": round(ratio_f, 4), "failures_per_principal": round(per, 3),
-                             "unknown_principal_failures": u, "user_agents": len(ss.uas),
-                             "top_principals": [[k, v[1]] for k, v in top if k is not None],
-                             "horizon_seconds": hs_w * ws, "model": verdict},
-                            {"min_principals": sp_thr, "configured_min_principals": cfg.spraying_min_principals,
-                             "population_quantile": sp_q,
-                             "max_failures_per_principal": cfg.spraying_max_attempts_per_principal,
-                             "min_failure_ratio": cfg.spraying_min_failure_ratio},
-                            f"one source failed to log in as {fp} distinct principals in {hs_w * ws:g}s "
-                            f"({per:.1f} failures each, failure ratio {ratio_f:.2f}; threshold {sp_thr:g} principals)",
-                            [s_.trace]))
-            # guessing passwords: several tries per account (stuffing and spraying try each account ~once)
-            concentrated = per >= cfg.brute_force_source_min_failures_per_principal
-            if (s_.fail and fp and concentrated and not alerting and hs not in explained and f >= bf_thr
-                    and ratio_f >= cfg.brute_force_min_failure_ratio):
-                # one source guessing passwords of a few principals, none of them over the
-                # per-principal threshold on its own (T1110.001 spread over a handful of accounts)
-                r = f / bf_thr
-                self._bump(scores, "brute_force", service, r)
-                fire, verdict = self._gate(cfg, model, vector, r)
-                if fire:
-                    alerting = True
-                    top = sorted(ss.principals.items(), key=lambda kv: -kv[1][1])[:5]
-                    out.append(self._cand(
-                        "brute_force", service, {"source": hs}, r, "warning",
-                        {"failures": f, "successes": s, "failure_ratio": round(ratio_f, 4), "window_failures": s_.fail,
-                         "failed_principals": fp, "top_principals": [[k, v[1]] for k, v in top if k is not None],
-                         "horizon_seconds": hs_w * ws, "model": verdict},
-                        {"min_failures": bf_thr, "configured_min_failures": cfg.brute_force_min_failures,
-                         "population_quantile": bf_q, "min_failure_ratio": cfg.brute_force_min_failure_ratio},
-                        f"one source failed {f} logins in {hs_w * ws:g}s on {fp} principal(s) "
-                        f"(threshold {bf_thr:g}, failure ratio {ratio_f:.2f})",
-                        [s_.trace]))
+            alerting = self._judge("source", {
+                "subject": hs, "trace": s_.trace, "vector": vector, "horizon_seconds": hs_w * ws, "failures": f,
+                "successes": s, "failed_principals": fp, "failure_ratio": ratio_f, "failures_per_principal": per,
+                "unknown_failures": u, "user_agents": len(ss.uas), "principals": ss.principals,
+                "window_failures": s_.fail, "min_principals": sp_thr, "principals_quantile": sp_q,
+                "min_failures": bf_thr, "failures_quantile": bf_q, "explained": hs in explained}, cfg, service, scores,
+                out, model)
             for t, run, hp, nprin in self._run_source(ss, s_, cfg.saf_min_failures, cfg.success_lookback):
-                if hp in saf_principals or nprin == 0 or hp is None:
-                    continue  # already reported for the principal, or nothing known about who was tried
-                r = run / cfg.saf_min_failures
-                self._bump(scores, "success_after_failures", service, r)
-                alerting = True
-                self._pending_saf.append(self._cand(
-                    "success_after_failures", service, {"source": hs}, r, "critical",
-                    {"failures_before_success": run, "principals_in_failure_run": nprin, "success_principal": hp,
-                     "success_time": t},
-                    {"min_failures": cfg.saf_min_failures, "lookback_seconds": cfg.success_lookback},
-                    f"a source logged in successfully after {run} consecutive failures across {nprin} principal(s)",
-                    [s_.trace]))
+                alerting = self._judge("source_success", {
+                    "subject": hs, "trace": s_.trace, "failures_before_success": run, "min_failures": cfg.saf_min_failures,
+                    "principals_in_run": nprin, "success_principal": hp, "success_time": t,
+                    "reported": hp in saf_principals}, cfg, service, scores, self._pending_saf) or alerting
             if alerting:
                 ss.alerting = idx + hs_w
             elif ss.alerting < idx:
@@ -875,7 +811,7 @@ class AuthDetector(Detector):
 
     # -- tokens: token_reuse
     def _tokens_close(self, window: Window, service: str, sa: ServiceAcc, st: ServiceState, cfg, scores: dict,
-                      learn_only: bool = False) -> list[Candidate]:
+                      warm: bool) -> list[Candidate]:
         out: list[Candidate] = []
         if not sa.tok:
             return out
@@ -896,17 +832,12 @@ class AuthDetector(Detector):
             r = nets / thr
             if r > r_max:
                 r_max = r
-            if not learn_only and r >= 1.0 and uas >= cfg.token_min_user_agents and ta.nets:
+            # only tokens over the threshold are judged (nearly every token has one network)
+            if r >= 1.0 and self._judge("token", {
+                    "subject": ht, "trace": ta.trace, "warm": warm, "networks": nets, "user_agents": uas,
+                    "window_networks": len(ta.nets), "horizon_seconds": ht_w * ws, "min_networks": thr,
+                    "networks_quantile": q}, cfg, service, scores, out):
                 ts.alerting = idx + ht_w
-                out.append(self._cand(
-                    "token_reuse", service, {"token": ht}, r, "warning",
-                    {"networks": nets, "user_agents": uas, "window_networks": len(ta.nets),
-                     "horizon_seconds": ht_w * ws},
-                    {"min_networks": thr, "configured_min_networks": cfg.token_min_networks, "population_quantile": q,
-                     "min_user_agents": cfg.token_min_user_agents},
-                    f"one token used from {nets} networks and {uas} user agents in {ht_w * ws:g}s "
-                    f"(threshold {thr:g} networks)",
-                    [ta.trace]))
             elif ts.alerting < idx:
                 b_nets.append(float(nets))
         self._bump(scores, "token_reuse", service, r_max)
@@ -939,7 +870,6 @@ class AuthDetector(Detector):
                     anon_h += row[1]
                     ok_h += row[2]
                     deny_h += row[3]
-            fired = None
             base_deny = (o.anon_deny + 0.5) / (o.anon + 1.0)
             strict = o.anon >= cfg.bypass_min_baseline_anonymous and base_deny >= cfg.bypass_min_baseline_deny_share
             lb = wilson_lower(ok_h, anon_h, cfg.bypass_wilson_z)
@@ -947,35 +877,21 @@ class AuthDetector(Detector):
             base_share = o.total_anon / o.total if o.total else 0.0
             share = anon / total if total else 0.0
             r_b = ((share - base_share) / cfg.bypass_min_anonymous_share_jump) if (o.deny > 0 and deny == 0) else 0.0
-            self._bump(scores, "auth_bypass", service, max(r_a if strict else 0.0, r_b))
-            if warm and strict and ok_h >= cfg.bypass_min_anonymous_ok and r_a > 1.0:
-                fired = ("denied", r_a)
-            elif warm and o.total >= cfg.bypass_min_baseline_anonymous and total >= cfg.bypass_min_requests and r_b >= 1.0:
-                fired = ("anonymous_share", r_b)
-            if fired is not None:
+            dep = self.context.deployments.last(service)
+            if dep is not None and window.end - dep[0] <= 3600:
+                dep = {"at": dep[0], "from_version": dep[1], "to_version": dep[2],
+                       "seconds_before": round(window.start - dep[0], 1)}
+            else:
+                dep = None
+            if self._judge("operation", {
+                    "subject": op, "trace": trace, "warm": warm, "strict": strict,
+                    "ratio_denied": r_a if strict else 0.0, "ratio_share": r_b, "requests": total, "anonymous": anon,
+                    "anonymous_2xx": anon_ok, "anonymous_denied": anon_deny, "denied": deny, "horizon_anonymous": anon_h,
+                    "horizon_anonymous_2xx": ok_h, "horizon_anonymous_denied": deny_h,
+                    "horizon_seconds": h_w * self.context.window_seconds, "lower_bound": lb, "anonymous_share": share,
+                    "learned_anonymous": o.anon, "learned_deny_share": base_deny, "learned_anonymous_share": base_share,
+                    "learned_total": o.total, "deployment": dep}, cfg, service, scores, out):
                 o.alerting = idx + 3
-                dep = self.context.deployments.last(service)
-                observed = {"path": fired[0], "requests": total, "anonymous": anon, "anonymous_2xx": anon_ok,
-                            "anonymous_denied": anon_deny, "denied": deny, "horizon_anonymous": anon_h,
-                            "horizon_anonymous_2xx": ok_h, "horizon_anonymous_denied": deny_h,
-                            "horizon_seconds": h_w * self.context.window_seconds,
-                            "anonymous_2xx_share_lower_bound": round(lb, 4), "anonymous_share": round(share, 4)}
-                if dep is not None and window.end - dep[0] <= 3600:
-                    observed["deployment"] = {"at": dep[0], "from_version": dep[1], "to_version": dep[2],
-                                              "seconds_before": round(window.start - dep[0], 1)}
-                if fired[0] == "denied":
-                    summary = (f"{ok_h} of {anon_h} anonymous requests to {op} got 2xx in the last "
-                               f"{h_w * self.context.window_seconds:g}s (lower bound {lb:.2f}); it used to deny "
-                               f"{base_deny:.1%} of anonymous requests")
-                else:
-                    summary = (f"{share:.0%} of requests to {op} carry no principal (was {base_share:.0%}) and none "
-                               f"is denied any more")
-                out.append(self._cand(
-                    "auth_bypass", service, {"operation": op}, fired[1], "critical", observed,
-                    {"anonymous_learned": round(o.anon, 1), "anonymous_denied_share": round(base_deny, 4),
-                     "anonymous_share": round(base_share, 4), "min_anonymous_2xx": cfg.bypass_min_anonymous_ok,
-                     "min_2xx_share": cfg.bypass_min_ok_share, "wilson_z": cfg.bypass_wilson_z},
-                    summary, [trace]))
             elif o.alerting < idx and not (strict and anon_ok):
                 # a strictly protected operation's anonymous 2xx are never learned as normal
                 o.anon += anon
@@ -1018,27 +934,15 @@ class AuthDetector(Detector):
         ratio = k / n if n else 0.0
         need = min(1.0, p0 + cfg.stuffing_min_ratio_increase)
         r = min(ratio / need if need else 0.0, len(principals) / cfg.stuffing_min_failed_principals)
-        self._bump(scores, "credential_stuffing", service, r)
         out: list[Candidate] = []
-        if (warm and st.learned_att >= cfg.stuffing_min_baseline_attempts and sa.fail
-                and len(principals) >= cfg.stuffing_min_failed_principals and eff >= cfg.stuffing_min_sources
-                and top_share <= cfg.stuffing_max_top_source_share and ratio >= need):
-            p = float(binom.sf(k - 1, n, min(max(p0, 1e-6), 1 - 1e-9)))
-            if p < cfg.stuffing_alpha:
-                st.stuffing_alerting = idx + h_w
-                out.append(self._cand(
-                    "credential_stuffing", service, {}, max(r, 1.0), "warning",
-                    {"attempts": n, "failures": k, "failure_ratio": round(ratio, 4), "failed_principals": len(principals),
-                     "sources": nsrc, "effective_sources": round(eff, 1), "top_source_share": round(top_share, 4),
-                     "unknown_principal_share": round(unknown / k, 4) if k else 0.0, "binomial_tail": p,
-                     "horizon_seconds": h_w * self.context.window_seconds},
-                    {"failure_ratio": round(p0, 5), "attempts_learned": st.learned_att,
-                     "min_ratio_increase": cfg.stuffing_min_ratio_increase, "alpha": cfg.stuffing_alpha,
-                     "min_failed_principals": cfg.stuffing_min_failed_principals, "min_sources": cfg.stuffing_min_sources},
-                    f"login failure ratio {ratio:.2f} (normal {p0:.3f}) over {n} attempts: {len(principals)} principals "
-                    f"failing from {nsrc} sources, binomial tail {p:.1e}",
-                    []))
-                return out
+        if self._judge("service", {
+                "subject": "", "trace": b"", "warm": warm, "ratio": r, "attempts": n, "failures": k,
+                "failure_ratio": ratio, "need": need, "failed_principals": len(principals), "sources": nsrc,
+                "effective_sources": eff, "top_source_share": top_share, "unknown": unknown,
+                "horizon_seconds": h_w * self.context.window_seconds, "learned_ratio": p0,
+                "learned_attempts": st.learned_att, "window_failures": sa.fail}, cfg, service, scores, out):
+            st.stuffing_alerting = idx + h_w
+            return out
         if st.stuffing_alerting < idx:
             decay = 0.5 ** (sa.att / 20_000)
             st.att = st.att * decay + sa.att
