@@ -32,6 +32,14 @@ class SelfMetrics:
         self.processed = Counter(p + "processed_items", "Items analysed by the detectors.", ["signal"], registry=registry)
         self.late = Counter(p + "late_items", "Items that arrived after their window closed (folded into the oldest open window).", ["signal"], registry=registry)
         self.utf8_repaired = Counter(p + "utf8_repaired_requests", "Requests with invalid UTF-8 salvaged by re-decoding.", ["signal"], registry=registry)
+        self.truncated_values = Counter(
+            p + "truncated_values",
+            "Attribute/body values cut to bound memory (the item itself is accepted), by reason: depth (an "
+            "array/kvlist nested 8 levels deep, or beyond the protobuf parser's limit, became a marker), array "
+            "(array cut at 1000 values), attributes (attributes dropped beyond 4096 on one record/resource/kvlist).",
+            ["signal", "reason"],
+            registry=registry,
+        )
         self.queue_items = Gauge(p + "queue_items", "Items waiting in the analysis queue.", registry=registry)
         self.batch_seconds = Histogram(
             p + "batch_processing_seconds",
@@ -71,5 +79,8 @@ class SelfMetrics:
             self.received.labels(signal=s)
             self.processed.labels(signal=s)
             self.late.labels(signal=s)
+        for s in ("spans", "log_records"):
+            for reason in ("depth", "array", "attributes"):
+                self.truncated_values.labels(signal=s, reason=reason)
         self.config_reloads.labels(result="ok")
         self.config_reloads.labels(result="error")

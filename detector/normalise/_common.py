@@ -10,8 +10,11 @@ Limits applied to attacker-controlled shapes (documented outcome, never an error
   counted in :attr:`DecodeResult.truncated`.
 
 A request nested deeper than the protobuf parser's recursion limit (100
-message levels: about 31 nested kvlist values) cannot be decoded at all and
-is :class:`UndecodableRequest` (INVALID_ARGUMENT); 20 levels decode fine.
+message levels: about 31 nested kvlist values) fails the fast decode; the
+salvage (:mod:`detector.normalise.salvage`) then decodes it with values at
+level :data:`MAX_DEPTH` left opaque, so it gives the same records as a
+request nested 20 deep (the marker at level 8), with the cut counted in
+:attr:`DecodeResult.cut`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,17 @@ MAX_ARRAY = 1000
 """Values kept per array attribute (the rest is cut off)."""
 MAX_ATTRIBUTES = 4096
 """Attributes kept per span / log record / resource (the rest is cut off and counted)."""
+
+MAX_INTERNED_KEYS = 10_000
+MAX_INTERNED_KEY_LEN = 128
+KEYS: dict[str, str] = {}
+"""Attribute keys seen so far, each once (at most :data:`MAX_INTERNED_KEYS` keys of at most
+:data:`MAX_INTERNED_KEY_LEN` characters: senders choose keys). The decoders put these ``str``
+objects into every record's ``attrs`` instead of the fresh copy protobuf returns, so a queued
+span holds ~10 fewer objects (measured on the bench_ingest payload: 2.07 -> 1.34 kB RSS per
+decoded span kept; CPU cost about neutral: the lookup costs what freeing the copy saves). Dict
+reads/writes are atomic under the GIL; several receiver threads may race past the cap by a few
+keys. A key flood fills it with junk once; later new keys are then simply not shared."""
 
 NANOS = 1e9
 """Nanoseconds per second (timestamps are divided by it: correctly rounded seconds)."""
@@ -68,6 +82,15 @@ class DecodeResult:
         utf8_repaired: the request had invalid UTF-8 in string fields and was
             salvaged (bad sequences replaced by U+FFFD).
         truncated: records whose attributes were cut at :data:`MAX_ATTRIBUTES`.
+        cut: ``Counter`` of values cut to bound memory, by reason: ``depth``
+            (a kvlist/array nested deeper than :data:`MAX_DEPTH` levels, or than
+            the protobuf parser's limit, replaced by :data:`DEPTH_MARKER`),
+            ``array`` (arrays cut at :data:`MAX_ARRAY` values), ``attributes``
+            (attributes dropped beyond :data:`MAX_ATTRIBUTES` on one record /
+            resource / kvlist).
+        depth_salvaged: the request nested values deeper than the protobuf
+            parser's limit and was decoded by the depth-capped salvage
+            (:mod:`detector.normalise.salvage`); those values are ``depth`` cuts.
     """
 
     spans: list[SpanRecord] = field(default_factory=list)
@@ -78,6 +101,8 @@ class DecodeResult:
     error_message: str = ""
     utf8_repaired: bool = False
     truncated: int = 0
+    cut: Counter = field(default_factory=Counter)
+    depth_salvaged: bool = False
 
     @property
     def accepted(self) -> int:
@@ -97,13 +122,15 @@ class DecodeResult:
 _SIMPLE = frozenset(("string_value", "bool_value", "int_value", "double_value"))
 
 
-def any_value(v, depth: int = 0):
+def any_value(v, depth: int = 0, cut: Counter | None = None):
     """Convert an OTLP ``AnyValue`` message into a plain Python value.
 
     string -> ``str``, bool -> ``bool``, int -> ``int``, double -> ``float``,
     bytes -> ``bytes``, array -> ``list`` (first :data:`MAX_ARRAY` values),
     kvlist -> ``dict`` (later duplicate keys win), unset -> :data:`EMPTY`.
     Beyond :data:`MAX_DEPTH` nested levels the value is :data:`DEPTH_MARKER`.
+    ``cut`` (optional ``Counter``) counts what was cut off, by reason
+    (see :attr:`DecodeResult.cut`).
     """
     w = v.WhichOneof("value")
     if w in _SIMPLE:
@@ -113,11 +140,15 @@ def any_value(v, depth: int = 0):
     if w == "bytes_value":
         return v.bytes_value
     if depth >= MAX_DEPTH:
+        if cut is not None:
+            cut["depth"] += 1
         return DEPTH_MARKER
     d1 = depth + 1
     if w == "array_value":
         vals = v.array_value.values
         if len(vals) > MAX_ARRAY:
+            if cut is not None:
+                cut["array"] += 1
             vals = vals[:MAX_ARRAY]
         out = []
         app = out.append
@@ -126,29 +157,38 @@ def any_value(v, depth: int = 0):
             if iw in _SIMPLE:
                 app(getattr(item, iw))
             else:
-                app(any_value(item, d1))
+                app(any_value(item, d1, cut))
         return out
     # kvlist_value
     outd = {}
     kvs = v.kvlist_value.values
     if len(kvs) > MAX_ATTRIBUTES:
+        if cut is not None:
+            cut["attributes"] += len(kvs) - MAX_ATTRIBUTES
         kvs = kvs[:MAX_ATTRIBUTES]
     for kv in kvs:
         item = kv.value
         iw = item.WhichOneof("value")
-        outd[kv.key] = getattr(item, iw) if iw in _SIMPLE else any_value(item, d1)
+        outd[kv.key] = getattr(item, iw) if iw in _SIMPLE else any_value(item, d1, cut)
     return outd
 
 
-def attributes(kvs) -> dict:
-    """Convert a repeated ``KeyValue`` field into a dict (first :data:`MAX_ATTRIBUTES` only)."""
+def attributes(kvs, cut: Counter | None = None) -> dict:
+    """Convert a repeated ``KeyValue`` field into a dict (first :data:`MAX_ATTRIBUTES` only;
+    ``cut`` as in :func:`any_value`)."""
     if len(kvs) > MAX_ATTRIBUTES:
+        if cut is not None:
+            cut["attributes"] += len(kvs) - MAX_ATTRIBUTES
         kvs = kvs[:MAX_ATTRIBUTES]
     out = {}
     for kv in kvs:
         v = kv.value
-        w = v.WhichOneof("value")
-        out[kv.key] = getattr(v, w) if w in _SIMPLE else any_value(v, 0)
+        w = v.string_value
+        if w:
+            out[kv.key] = w
+        else:
+            w = v.WhichOneof("value")
+            out[kv.key] = getattr(v, w) if w in _SIMPLE else any_value(v, 0, cut)
     return out
 
 
@@ -175,34 +215,44 @@ def check_protobuf_backend() -> str:
 
 
 def parse(cls: type, data: bytes):
-    """Parse ``data`` as the OTLP request class ``cls``, salvaging invalid UTF-8.
+    """Parse ``data`` as the OTLP request class ``cls``, salvaging invalid UTF-8 and
+    values nested deeper than the parser allows (:mod:`detector.normalise.salvage`).
 
     Returns:
-        ``(message, utf8_repaired)``.
+        ``(message, stats)``: ``stats`` is None when the fast decode worked, else the
+        :class:`~detector.normalise.salvage.SalvageStats` of the salvage.
 
     Raises:
         UndecodableRequest: ``data`` is not a protobuf ``cls`` (corrupt wire
             format, or non-empty bytes holding none of the request's fields).
     """
-    repaired = False
+    stats = None
     try:
         msg = cls.FromString(data)
     except DecodeError:
         from detector.normalise.salvage import salvage
 
         try:
-            msg = salvage(cls, data)
+            msg, stats = salvage(cls, data)
         except Exception:  # DecodeError, or anything else from the generic copy
             raise UndecodableRequest(
                 f"request body is not a valid {cls.DESCRIPTOR.name} protobuf ({len(data)} bytes): corrupt wire "
-                "format, or messages nested deeper than the protobuf parser's limit of 100 levels "
-                "(about 31 nested kvlist values)"
+                "format"
             ) from None
-        repaired = True
     except Exception as exc:  # upb raises other errors for some corrupt inputs
         raise UndecodableRequest(f"request body is not a valid {cls.DESCRIPTOR.name} protobuf: {exc}") from None
     if data and not msg.ListFields():
         raise UndecodableRequest(
             f"request body holds no {cls.DESCRIPTOR.name} fields ({len(data)} bytes of unknown fields)"
         )
-    return msg, repaired
+    return msg, stats
+
+
+def apply_salvage(result: DecodeResult, stats) -> DecodeResult:
+    """Record what :func:`parse` salvaged (``stats``, or None) on ``result``."""
+    if stats is not None:
+        result.utf8_repaired = stats.utf8 > 0
+        if stats.depth:
+            result.depth_salvaged = True
+            result.cut["depth"] += stats.depth
+    return result

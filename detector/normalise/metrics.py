@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from detector.normalise._common import DecodeResult, parse
+from detector.normalise._common import DecodeResult, apply_salvage, parse
 
 
 def decode_metrics(data: bytes) -> DecodeResult:
@@ -20,10 +20,8 @@ def decode_metrics(data: bytes) -> DecodeResult:
     Raises:
         UndecodableRequest: not a protobuf ExportMetricsServiceRequest.
     """
-    msg, repaired = parse(ExportMetricsServiceRequest, data)
-    result = normalise_metrics(msg)
-    result.utf8_repaired = repaired
-    return result
+    msg, stats = parse(ExportMetricsServiceRequest, data)
+    return apply_salvage(normalise_metrics(msg), stats)
 
 
 def normalise_metrics(msg) -> DecodeResult:

@@ -56,7 +56,11 @@ from detector.normalise._common import (
     NANOS,
     ZERO_SPAN_ID,
     ZERO_TRACE_ID,
+    KEYS,
+    MAX_INTERNED_KEY_LEN,
+    MAX_INTERNED_KEYS,
     DecodeResult,
+    apply_salvage,
     UndecodableRequest,
     any_value,
     attributes,
@@ -123,9 +127,10 @@ def _text(value) -> str | None:
     return str(value)
 
 
-def make_resource(res, schema_url: str) -> Resource:
-    """Build the shared :class:`Resource` of one ``ResourceSpans``/``ResourceLogs``."""
-    attrs = attributes(res.attributes)
+def make_resource(res, schema_url: str, cut=None) -> Resource:
+    """Build the shared :class:`Resource` of one ``ResourceSpans``/``ResourceLogs``
+    (``cut``: the request's :attr:`DecodeResult.cut` counter, or None)."""
+    attrs = attributes(res.attributes, cut)
     service = _text(attrs.get("service.name")) or UNKNOWN_SERVICE
     version = _text(attrs.get("service.version")) or ""
     return Resource(service, version, attrs, schema_url)
@@ -141,10 +146,8 @@ def decode_traces(data: bytes) -> DecodeResult:
     Raises:
         UndecodableRequest: not a protobuf ExportTraceServiceRequest.
     """
-    msg, repaired = parse(ExportTraceServiceRequest, data)
-    result = normalise_traces(msg)
-    result.utf8_repaired = repaired
-    return result
+    msg, stats = parse(ExportTraceServiceRequest, data)
+    return apply_salvage(normalise_traces(msg), stats)
 
 
 def normalise_traces(msg) -> DecodeResult:
@@ -159,13 +162,18 @@ def normalise_traces(msg) -> DecodeResult:
     zero_sid = ZERO_SPAN_ID
     nanos = NANOS
     grpc_server_errors = GRPC_SERVER_ERRORS
-    service_of: dict[tuple[bytes, bytes], str] = {}
+    by_span_id: dict[bytes, SpanRecord] = {}  # span id -> first record with it (no tuple per span)
+    collided: dict[tuple[bytes, bytes], SpanRecord] = {}  # (trace id, span id) of later ones
     waiting: list[SpanRecord] = []  # server/consumer spans whose parent may be in this request
     truncated = 0
+    cut = result.cut
+    keys = KEYS
+    intern_get = keys.get
+    max_keys = MAX_INTERNED_KEYS
+    max_key_len = MAX_INTERNED_KEY_LEN
 
     for rs in msg.resource_spans:
-        resource = make_resource(rs.resource, rs.schema_url)
-        service = resource.service
+        resource = make_resource(rs.resource, rs.schema_url, cut)
         for ss in rs.scope_spans:
             sc = ss.scope
             scope = Scope(sc.name, sc.version, ss.schema_url)
@@ -184,13 +192,26 @@ def normalise_traces(msg) -> DecodeResult:
 
                 kvs = sp.attributes
                 if len(kvs) > max_attrs:
+                    cut["attributes"] += len(kvs) - max_attrs
                     kvs = kvs[:max_attrs]
                     truncated += 1
                 attrs = {}
                 for kv in kvs:
                     v = kv.value
-                    w = v.WhichOneof("value")
-                    attrs[kv.key] = getattr(v, w) if w in simple else any_value(v, 0)
+                    # most values are non-empty strings: one attribute read instead of
+                    # WhichOneof + getattr (an unset oneof member reads as "")
+                    w = v.string_value
+                    k = kv.key
+                    ik = intern_get(k)
+                    if ik is not None:
+                        k = ik
+                    elif len(keys) < max_keys and len(k) <= max_key_len:
+                        keys[k] = k
+                    if w:
+                        attrs[k] = w
+                    else:
+                        w = v.WhichOneof("value")
+                        attrs[k] = getattr(v, w) if w in simple else any_value(v, 0, cut)
                 g = attrs.get
 
                 kind = sp.kind
@@ -284,14 +305,17 @@ def normalise_traces(msg) -> DecodeResult:
                     hs, gs, operation, is_error, peer, attrs, principal or None, source or None, ua or None,
                 )  # fmt: skip
                 append(rec)
-                service_of[(tid, sid)] = service
+                if by_span_id.setdefault(sid, rec) is not rec:  # same span id in another trace: rare
+                    collided[(tid, sid)] = rec
                 if pid and (kind == _SERVER or kind == _CONSUMER):
                     waiting.append(rec)
 
     for rec in waiting:
-        parent_service = service_of.get((rec.trace_id, rec.parent_span_id))
-        if parent_service is not None:
-            rec.peer = parent_service
+        parent = by_span_id.get(rec.parent_span_id)
+        if parent is not None and parent.trace_id != rec.trace_id:
+            parent = collided.get((rec.trace_id, rec.parent_span_id))
+        if parent is not None:
+            rec.peer = parent.resource.service
     result.truncated = truncated
     return result.finish("spans")
 

@@ -38,8 +38,13 @@ with RESOURCE_EXHAUSTED and re-sent is counted once);
 refused request), ``undecodable``, ``unauthenticated`` (one per *request*: the
 body is not decoded so its items are unknown), ``internal_error`` (a bug; per
 request when normalising failed, items when the sink raised). ``utf8_repaired_requests{signal}``
-counts salvaged requests. Oversized and unsupported-encoding requests are
-refused by grpc core before the handler and are not counted.
+counts salvaged requests; ``truncated_values{signal,reason}`` counts values cut from
+accepted items (``depth``, incl. requests nested beyond the protobuf parser's limit,
+salvaged; ``array``; ``attributes``). Oversized and unsupported-encoding requests are
+refused by grpc core before the handler and are not counted: grpcio calls the generic
+handler's ``service()`` (and server interceptors) with the method and metadata when the
+call starts, but the message, its size and the failure never reach Python (measured,
+grpcio 1.85); grpc core logs the bad ``grpc-encoding`` at ERROR on stderr.
 
 TLS and credential reload (SIGHUP, :meth:`Receiver.reload_credentials`): the
 server is built with ``grpc.dynamic_ssl_server_credentials``, whose fetcher
@@ -367,6 +372,7 @@ class Receiver:
     def _make(self, signal: str, decode, response_cls, rejected_field: str):
         received, refused, repaired = self._counters[signal]
         rejected_metric = self.metrics.rejected
+        truncated_metric = self.metrics.truncated_values
         sink = self.sink
         retry_status = self._retry_status
         empty_response = response_cls().SerializeToString()
@@ -406,6 +412,9 @@ class Receiver:
                 received.inc(items)
             if res.utf8_repaired:
                 repaired.inc()
+            if res.cut:
+                for reason, n in res.cut.items():
+                    truncated_metric.labels(signal=signal, reason=reason).inc(n)
             if not res.rejected:
                 return empty_response
             for reason, n in res.reasons.items():

@@ -76,17 +76,72 @@ def test_kvlist_nested_20_deep_is_capped():
     assert v == DEPTH_MARKER
 
 
-def test_nesting_beyond_the_parser_limit_is_undecodable():
-    value: object = "leaf"
-    for _ in range(40):
-        value = {"n": value}
-    with pytest.raises(UndecodableRequest, match="nested deeper"):
-        decode_traces(trace_request({"attrs": {"deep": value}}).SerializeToString())
+def _nested(depth: int, leaf: object = "leaf", array: bool = False) -> object:
+    value = leaf
+    for _ in range(depth):
+        value = [value] if array else {"n": value}
+    return value
+
+
+def _capped(value: object, levels: int = MAX_DEPTH) -> object:
+    """What the normaliser keeps of _nested(): ``levels`` containers, then the marker."""
+    return _nested(levels, DEPTH_MARKER, array=isinstance(value, list))
+
+
+def test_depth_cap_is_counted_on_the_fast_path():
+    res = decode_traces(trace_request({"attrs": {"deep": _nested(20)}}, resource=SVC).SerializeToString())
+    assert res.cut == {"depth": 1} and not res.depth_salvaged and not res.utf8_repaired
+
+
+@pytest.mark.parametrize("depth, array", [(32, False), (40, False), (150, False), (50, True), (150, True)])
+def test_nesting_beyond_the_parser_limit_is_salvaged(depth, array):
+    """kvlists add 3 message levels each (32 deep > upb's 100), arrays 2 (50 deep > 100)."""
+    deep = _nested(depth, array=array)
+    spans = [{"name": "before"}, {"name": "deep", "attrs": {"deep": deep, "http.route": "/x", "n": 7}}, {"name": "after"}]
+    data = trace_request(*spans, resource=SVC).SerializeToString()
+    with pytest.raises(Exception):
+        ExportTraceServiceRequest.FromString(data)  # what upb does on its own
+    res = decode_traces(data)
+    assert [s.name for s in res.spans] == ["before", "deep", "after"] and res.rejected == 0
+    s = res.spans[1]
+    assert s.attrs == {"deep": _capped(deep), "http.route": "/x", "n": 7}
+    assert s.operation == "/x" and s.service == "checkout" and s.trace_id == TID
+    assert res.depth_salvaged and res.cut == {"depth": 1} and not res.utf8_repaired
+    # same records as a request nested just 20 deep, which upb decodes itself
+    shallow = decode_traces(trace_request(*spans[:1], {**spans[1], "attrs": {**spans[1]["attrs"], "deep": _nested(20, array=array)}},
+                                          spans[2], resource=SVC).SerializeToString())  # fmt: skip
+    assert shallow.spans[1].attrs == s.attrs
+
+
+def test_deep_nesting_and_invalid_utf8_together():
+    req = trace_request({"name": "caf\u00e9", "attrs": {"deep": _nested(40), "k": {"x": "caf\u00e9"}}}, {"name": "ok"}, resource=SVC)
+    data = req.SerializeToString().replace("\u00e9".encode(), b"\xc3(")
+    res = decode_traces(data)
+    assert [s.name for s in res.spans] == ["caf\ufffd(", "ok"]
+    assert res.spans[0].attrs["k"] == {"x": "caf\ufffd("} and res.spans[0].attrs["deep"] == _capped(_nested(40))
+    assert res.utf8_repaired and res.depth_salvaged and res.cut == {"depth": 1}
+
+
+def test_deep_log_body_and_resource_attribute_salvaged():
+    data = log_request({"body": _nested(50), "attrs": {"a": _nested(45, array=True)}},
+                       resource={"service.name": "a", "r": _nested(40)}).SerializeToString()  # fmt: skip
+    res = decode_logs(data)
+    rec = res.logs[0]
+    assert rec.body == _capped(_nested(50)) and rec.attrs["a"] == _capped(_nested(1, array=True))
+    assert rec.resource.attrs["r"] == _capped(_nested(40)) and rec.service == "a"
+    assert res.depth_salvaged and res.cut == {"depth": 3}
+
+
+def test_corrupt_wire_format_still_undecodable():
+    data = trace_request({"attrs": {"deep": _nested(40)}}, resource=SVC).SerializeToString()
+    with pytest.raises(UndecodableRequest, match="corrupt wire format"):
+        decode_traces(data[: len(data) // 2])
 
 
 def test_array_of_10k_values_is_capped():
-    s = one(attrs={"big": list(range(10_000))})
-    assert s.attrs["big"] == list(range(MAX_ARRAY))
+    res = decode_traces(trace_request({"attrs": {"big": list(range(10_000))}}, resource=SVC).SerializeToString())
+    assert res.spans[0].attrs["big"] == list(range(MAX_ARRAY))
+    assert res.cut == {"array": 1}
 
 
 def test_100k_attributes_on_one_span():
@@ -94,7 +149,7 @@ def test_100k_attributes_on_one_span():
     res = decode_traces(trace_request({"attrs": attrs}, {}, resource=SVC).SerializeToString())
     assert len(res.spans) == 2 and res.rejected == 0
     assert len(res.spans[0].attrs) == MAX_ATTRIBUTES and res.spans[0].attrs["k0"] == 0
-    assert res.truncated == 1
+    assert res.truncated == 1 and res.cut == {"attributes": 100_000 - MAX_ATTRIBUTES}
 
 
 # ---------------------------------------------------------------- invalid UTF-8
