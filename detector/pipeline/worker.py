@@ -246,27 +246,38 @@ class Pipeline:
         maxt = -math.inf
         late_s = late_l = dup = bad_s = fut_s = bad_l = fut_l = 0
         prev_r = None
+        min_valid = MIN_VALID_TIME
+        add = cur.add
+        # consecutive spans mostly fall in the same window: remember the last one's list
+        run_idx = None
+        run_list: list = []
+        run_late = False
         for s in batch.spans:
             key = s.trace_id + s.span_id
             if key in cur or key in prev:
                 dup += 1
                 continue
-            cur.add(key)
+            add(key)
             t = s.end
-            if t < MIN_VALID_TIME:
+            if t < min_valid:
                 t = fallback
                 bad_s += 1
             elif t > limit:
                 t = fallback
                 fut_s += 1
             idx = int(t // length)
-            if lo is not None and idx <= lo:
-                idx = lo + 1
+            if idx != run_idx:
+                run_idx = idx
+                run_late = lo is not None and idx <= lo
+                if run_late:
+                    idx = lo + 1
+                g = groups.get(idx)
+                if g is None:
+                    g = groups[idx] = ([], [])
+                run_list = g[0]
+            if run_late:
                 late_s += 1
-            g = groups.get(idx)
-            if g is None:
-                g = groups[idx] = ([], [])
-            g[0].append(s)
+            run_list.append(s)
             if t > maxt:
                 maxt = t
             r = s.resource
