@@ -30,6 +30,8 @@ Security (``http.tls``, ``http.basic_auth``):
   (kubelet HTTP probes cannot send credentials; they still go over TLS with
   ``scheme: HTTPS``, which kubelet does without verifying the certificate).
   They reveal only liveness and readiness.
+* Refusals are counted, not logged per request:
+  ``otel_anomaly_http_refused_requests_total{reason="tls_handshake"|"unauthorized"}``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
 
 from detector.expose.config import BasicAuthConfig, HttpTlsConfig
 
@@ -71,6 +73,7 @@ class _Server(socketserver.ThreadingMixIn, WSGIServer):
     allow_reuse_address = True
     ssl_context: ssl.SSLContext | None = None
     read_timeout: float = 30.0
+    tls_failures: Any = None  # Counter child: otel_anomaly_http_refused_requests_total{reason="tls_handshake"}
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = self.socket.accept()
@@ -93,7 +96,12 @@ class _QuietHandler(WSGIRequestHandler):
     def setup(self) -> None:
         self.request.settimeout(self.server.read_timeout)  # type: ignore[attr-defined]
         if isinstance(self.request, ssl.SSLSocket):
-            self.request.do_handshake()
+            try:
+                self.request.do_handshake()
+            except ssl.SSLError:  # plain HTTP, unknown CA, no client certificate, ...
+                if self.server.tls_failures is not None:  # type: ignore[attr-defined]
+                    self.server.tls_failures.inc()  # type: ignore[attr-defined]
+                raise
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -204,6 +212,12 @@ class HttpServer:
         self._server = make_server(self.host, port, self._wsgi, server_class=_Server, handler_class=_QuietHandler)
         self._server.ssl_context = ctx
         self._server.read_timeout = read_timeout
+        refused = Counter(
+            "otel_anomaly_http_refused_requests", "HTTP connections/requests refused: reason tls_handshake or unauthorized.",
+            ["reason"], registry=registry,
+        )  # fmt: skip
+        self._server.tls_failures = refused.labels(reason="tls_handshake")
+        self._unauthorized = refused.labels(reason="unauthorized")
         self.port = self._server.server_address[1]
         self._thread: threading.Thread | None = None
 
@@ -246,6 +260,7 @@ class HttpServer:
             return _reply(start_response, "405 Method Not Allowed", b"method not allowed\n")
         basic = self._basic
         if basic is not None and (basic.protect_probes or path not in PROBE_PATHS) and not _authorized(basic, environ):
+            self._unauthorized.inc()
             start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "13"),
                                                 ("WWW-Authenticate", basic.challenge)])  # fmt: skip
             return [b"unauthorized\n"]

@@ -129,6 +129,10 @@ def test_prometheus_scrapes_https_with_basic_auth(serve, tmp_path):
         wrong = [t for t in targets if t["labels"]["job"] == "wrong-password"][0]
         assert "401" in wrong["lastError"], wrong
         assert [t["health"] for t in targets if t["labels"]["job"] == "otel-anomaly"] == ["up"]
+        # the wrong-password scrapes are counted by otel-anomaly, as Prometheus stores it
+        refused = wait_until(lambda: [r for r in query('otel_anomaly_http_refused_requests_total{job="otel-anomaly",reason="unauthorized"}')
+                                      if float(r["value"][1]) >= 2], 20, "401s counted", procs=[prom])  # fmt: skip
+        assert refused
     finally:
         prom.stop()
     assert sp.stop() == 0

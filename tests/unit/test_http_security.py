@@ -36,7 +36,12 @@ def _server(tls=None, basic=None, ready=True, read_timeout=5.0) -> HttpServer:
     h = HttpServer("127.0.0.1:0", reg, lambda: [{"id": "x", "state": "firing"}], lambda: (ready, "ready" if ready else "restoring state"),
                    tls=tls, basic_auth=basic, read_timeout=read_timeout)  # fmt: skip
     h.start()
+    h.test_registry = reg  # type: ignore[attr-defined]
     return h
+
+
+def _refused(h: HttpServer, reason: str) -> float:
+    return h.test_registry.get_sample_value("otel_anomaly_http_refused_requests_total", {"reason": reason})
 
 
 def _tls(pair, client_ca=None) -> HttpTlsConfig:
@@ -86,6 +91,7 @@ def test_basic_auth_protects_metrics_and_api_not_probes(tmp_path):
             assert r.status == 200 and b'"id": "x"' in r.read()
         assert _get(url + "/healthz")[:1] == (200,)  # probes stay open (kubelet sends no credentials)
         assert _get(url + "/readyz")[0] == 200
+        assert _refused(h, "unauthorized") == 4 + 4 + 3 and _refused(h, "tls_handshake") == 0
     finally:
         h.stop()
 
@@ -126,8 +132,12 @@ def test_tls_serves_https_and_refuses_plain_http(pki):
         with pytest.raises(urllib.error.URLError) as err:  # a client trusting another CA
             _get(f"https://127.0.0.1:{h.port}/metrics", _ctx(pki["b"].ca))
         assert isinstance(err.value.reason, ssl.SSLCertVerificationError)
-        # the server still serves after those failures
+        # the server still serves after those failures, and counted them
         assert _get(f"https://127.0.0.1:{h.port}/readyz", _ctx(pki["a"].ca))[0] == 200
+        deadline = time.monotonic() + 5
+        while _refused(h, "tls_handshake") < 2 and time.monotonic() < deadline:  # counted on the handler thread
+            time.sleep(0.05)
+        assert _refused(h, "tls_handshake") == 2
     finally:
         h.stop()
 
