@@ -174,7 +174,7 @@ def gc_threshold(mode: str) -> tuple[int, int, int]:
     return (700, 10, 10)
 
 
-def report(d: dict, r: dict, gc_mode: str, command: str = COMMAND) -> str:
+def report(d: dict, r: dict, gc_mode: str, command: str = COMMAND, load_start: tuple = (0.0, 0.0, 0.0)) -> str:
     return "\n".join([
         START,
         "## auth (`bench_auth.py`)",
@@ -192,7 +192,8 @@ def report(d: dict, r: dict, gc_mode: str, command: str = COMMAND) -> str:
            else " — CPython's default, not what `serve` runs with."),
         "",
         f"Worst case for the hot path: nearly every event brings a principal, source and token the identity memos "
-        f"have not seen (3 salted hashes per event). VM load average at the end of the run: "
+        f"have not seen (3 salted hashes per event). VM load average (1, 5, 15 min) at the start of the run: "
+        f"{', '.join(f'{x:.1f}' for x in load_start)}, at the end: "
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (other jobs share the 2 vCPUs; CPU time still rises under "
         "contention).",
         "",
@@ -231,12 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     globals()["DAY_WINDOWS"] = args.windows
     gc.set_threshold(*gc_threshold(args.gc))
+    load_start = os.getloadavg()
     r = rejection()
     print("rejection", r, flush=True)
     d = day(args.events * args.windows // 8640)
     print("day", d, flush=True)
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]).replace(" --no-write", "")
-    text = report(d, r, args.gc, command)
+    text = report(d, r, args.gc, command, load_start)
     print(text)
     if not args.no_write:
         write_section(text)
