@@ -108,6 +108,19 @@ def _stride(n: int) -> int:
     return max(1, n // learns)
 
 
+def _ordered_events(acc: PAcc | SAcc) -> list[tuple]:
+    """A principal's or source's window events ``(t, outcome, other id, n)`` in time order; the events past
+    ``EVENT_CAP`` (counted in ``xfail``/``xsucc``) follow at the last event's time, failures first."""
+    events = sorted(acc.events or (), key=lambda e: e[0])
+    if acc.xfail or acc.xsucc:
+        t_last = events[-1][0] if events else 0.0
+        if acc.xfail:
+            events.append((t_last, FAIL, None, acc.xfail))
+        if acc.xsucc:
+            events.append((t_last, OK, None, acc.xsucc))
+    return events
+
+
 def hmac_sha256_hex12(salt: bytes) -> Callable[[str], str]:
     """``value -> "h:" + first 12 hex digits of HMAC-SHA256(salt, UTF-8 value)``: the value
     :class:`~detector.detectors.base.IdentityHasher` gives (RFC 2104), with the key schedule done once.
@@ -683,14 +696,7 @@ class AuthDetector(Detector):
     @staticmethod
     def _run_principal(ps: PrincipalState, pa: PAcc, min_run: int, lookback: float) -> list[tuple]:
         hits = []
-        events = sorted(pa.events or (), key=lambda e: e[0])
-        if pa.xfail or pa.xsucc:
-            t_last = events[-1][0] if events else 0.0
-            if pa.xfail:
-                events.append((t_last, FAIL, None, pa.xfail))
-            if pa.xsucc:
-                events.append((t_last, OK, None, pa.xsucc))
-        for t, o, hs, n in events:
+        for t, o, hs, n in _ordered_events(pa):
             if o == FAIL:
                 if ps.run and t - ps.run_last > lookback:
                     ps.run = 0
@@ -783,14 +789,7 @@ class AuthDetector(Detector):
     @staticmethod
     def _run_source(ss: SourceState, s_: SAcc, min_run: int, lookback: float) -> list[tuple]:
         hits = []
-        events = sorted(s_.events or (), key=lambda e: e[0])
-        if s_.xfail or s_.xsucc:
-            t_last = events[-1][0] if events else 0.0
-            if s_.xfail:
-                events.append((t_last, FAIL, None, s_.xfail))
-            if s_.xsucc:
-                events.append((t_last, OK, None, s_.xsucc))
-        for t, o, hp, n in events:
+        for t, o, hp, n in _ordered_events(s_):
             if o == FAIL:
                 if ss.run and t - ss.run_last > lookback:
                     ss.run = 0
