@@ -60,6 +60,17 @@ def outcome_word(value: Any) -> int | None:
     return None
 
 
+def outcome_attr(attrs: dict, keys: tuple[str, ...]) -> int | None:
+    """The code of the first of ``keys`` in ``attrs`` whose value is an outcome word (:func:`outcome_word`), or None."""
+    for k in keys:
+        v = attrs.get(k)
+        if v is not None:
+            outcome = outcome_word(v)
+            if outcome is not None:
+                return outcome
+    return None
+
+
 class AuthEvent:
     """One authentication-relevant occurrence, before hashing.
 
@@ -196,14 +207,7 @@ class SpanExtractor:
         token = _first_str(attrs, self._token_keys) if self._token_keys else None
         hs = span.http_status
         gs = span.rpc_grpc_status
-        outcome = None
-        if self._outcome_keys:
-            for k in self._outcome_keys:
-                v = attrs.get(k)
-                if v is not None:
-                    outcome = outcome_word(v)
-                    if outcome is not None:
-                        break
+        outcome = outcome_attr(attrs, self._outcome_keys) if (attrs and self._outcome_keys) else None
         http_ok = False
         if hs is not None:
             http_ok = 200 <= hs < 400

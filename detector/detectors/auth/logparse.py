@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from detector.detectors.auth.events import FAIL, FORBID, INVALID_MARK, OK, OP_LOGIN, OTHER, outcome_word
+from detector.detectors.auth.events import FAIL, FORBID, INVALID_MARK, OK, OP_LOGIN, OTHER, outcome_attr, outcome_word
 from detector.normalise.records import LogRecord
 
 _SSH_FAILED = re.compile(
@@ -190,13 +190,7 @@ class LogParser:
                 "log", ok)
 
     def _structured_attrs(self, attrs: dict, event_name: str) -> Parsed | None:
-        outcome = None
-        for k in self._outcome_keys:
-            v = attrs.get(k)
-            if v is not None:
-                outcome = outcome_word(v)
-                if outcome is not None:
-                    break
+        outcome = outcome_attr(attrs, self._outcome_keys)
         if outcome is None:
             return None
         name = event_name or str(attrs.get("event.name", "") or attrs.get("event.action", ""))
