@@ -109,6 +109,18 @@ def test_allowed_lateness_keeps_window_open_and_late_items_are_folded_and_counte
     assert value(reg, "otel_anomaly_processed_items_total", signal="spans") == 5
 
 
+def test_late_and_on_time_spans_interleaved_in_one_batch():
+    p, rec, reg = make(allowed_lateness="5s")
+    base = int(T0 // 10)
+    p.process(Batch([span(end=T0 + 26)]))  # watermark T0+21: windows up to base+1 count as closed
+    assert p.clock.last_closed == base + 1
+    batch = [span(end=T0 + 3), span(end=T0 + 25), span(end=T0 + 4), span(end=T0 + 33), span(end=T0 + 27), span(end=T0 + 12)]
+    p.process(Batch(batch))
+    # late ones (T0+3, T0+4, T0+12) fold into base+2, the oldest open window, with T0+25 and T0+27
+    assert rec.observed[-2:] == [("spans", base + 2, 5), ("spans", base + 3, 1)]
+    assert value(reg, "otel_anomaly_late_items_total", signal="spans") == 3
+
+
 def test_invalid_and_future_timestamps_take_the_current_event_time():
     wall = Wall(T0 + 100)
     p, rec, reg = make(wall=wall, max_future_skew="5m")
