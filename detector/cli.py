@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from detector import __version__
 
@@ -92,8 +92,45 @@ def _check_config(path: str) -> int:
     except ValueError as exc:
         print(f"{path}: {exc}")
         return EXIT_INVALID
+    problems = _credential_file_problems(config)
+    if problems:
+        from detector.config.loader import key_lines
+
+        lines = key_lines(path)
+        for dotted, message in problems:
+            line = lines.get(dotted)
+            print(f"{path}:{line}: {dotted}: {message}" if line else f"{path}: {dotted}: {message}")
+        return EXIT_INVALID
     print(f"{path}: valid")
     return EXIT_OK
+
+
+def _credential_file_problems(config: Any) -> list[tuple[str, str]]:
+    """``[(dotted section, message)]`` for TLS/secret files ``serve`` could not use.
+
+    Runs the same loaders ``serve`` runs at start (relative paths resolve
+    against the current directory, as for ``serve``); messages name the key and
+    file, never the content.
+    """
+    from detector.expose.http import HttpServerError, load_basic_auth, load_ssl_context
+    from detector.receive.server import ReceiverError, load_tls_material, read_bearer_token
+
+    grpc, http = config.receiver.grpc, config.http
+    checks = [
+        ("receiver.grpc.tls", grpc.tls, load_tls_material),
+        ("receiver.grpc.auth", grpc.auth, read_bearer_token),
+        ("http.tls", http.tls, load_ssl_context),
+        ("http.basic_auth", http.basic_auth, load_basic_auth),
+    ]
+    problems = []
+    for dotted, section, load in checks:
+        if section is None:
+            continue
+        try:
+            load(section)
+        except (HttpServerError, ReceiverError) as exc:
+            problems.append((dotted, str(exc)))
+    return problems
 
 
 def _delegate(module: str, argv: list[str]) -> int:

@@ -84,6 +84,21 @@ def load_config_text(text: str, filename: str = "<string>") -> Config:
         raise ConfigError(_problems_from(exc, filename, lines)) from None
 
 
+def key_lines(path: str | Path) -> dict[str, int]:
+    """``{dotted key path: 1-based line}`` of every key in the YAML file at ``path``.
+
+    For messages about a config that validated but whose referenced files
+    (certificates, secrets) are unusable. Empty when the file cannot be read
+    or parsed (the schema check reports that first).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    _, lines, _ = _parse(text, str(path))
+    return {_dotted(k): v for k, v in lines.items()}
+
+
 def config_json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12, as pydantic emits it) of the whole config."""
     schema = Config.model_json_schema()

@@ -116,3 +116,41 @@ def test_cli_check_config_cases(name):
     r = run_cli("check-config", path)
     assert r.returncode == 2
     assert r.stdout.startswith(f"{path}:{CASES[name]}"), r.stdout
+
+
+def test_cli_check_config_reports_unusable_credential_files(tmp_path):
+    """Files serve would refuse at start (missing cert, empty secret, garbage PEM) fail check-config too."""
+    (tmp_path / "empty-token").write_text("  \n")
+    (tmp_path / "cert.pem").write_text("not a certificate\n")
+    (tmp_path / "key.pem").write_text("not a key\n")
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "receiver:\n"
+        "  grpc:\n"
+        "    auth:\n"
+        f"      bearer_token_file: {tmp_path / 'empty-token'}\n"
+        "http:\n"
+        "  tls:\n"
+        f"    cert_file: {tmp_path / 'cert.pem'}\n"
+        f"    key_file: {tmp_path / 'key.pem'}\n"
+        "  basic_auth:\n"
+        "    username: prom\n"
+        f"    password_file: {tmp_path / 'missing'}\n"
+    )
+    r = run_cli("check-config", str(f))
+    assert r.returncode == 2, r
+    out = r.stdout.splitlines()
+    assert len(out) == 3, r.stdout
+    assert out[0].startswith(f"{f}:3: receiver.grpc.auth: ") and "is empty" in out[0]
+    assert out[1].startswith(f"{f}:6: http.tls: cannot load http.tls.cert_file"), out[1]
+    assert out[2].startswith(f"{f}:9: http.basic_auth: cannot read http.basic_auth.password_file"), out[2]
+    assert "not a key" not in r.stdout  # file contents are never echoed
+
+
+def test_cli_check_config_accepts_usable_credential_files(tmp_path):
+    (tmp_path / "token").write_text("s3cret\n")
+    f = tmp_path / "c.yaml"
+    f.write_text(f"receiver:\n  grpc:\n    auth:\n      bearer_token_file: {tmp_path / 'token'}\n")
+    r = run_cli("check-config", str(f))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "s3cret" not in r.stdout + r.stderr
