@@ -119,3 +119,28 @@ def test_pipeline_part_failing_rolls_back_the_clock(tmp_path, monkeypatch):
     assert b.pipeline.state_dict() == before != a.pipeline.state_dict()
     assert b.detectors["error_rate"].tracked_series() == 0
     assert b.registry.get_sample_value("otel_anomaly_checkpoint_restore_failures_total") == 1.0
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("family", ["error_rate", "schema_drift", "auth"])
+def test_a_detector_part_with_a_foreign_version_fails_the_whole_restore(tmp_path, caplog, family):
+    """A checkpoint whose digests and header stamp are valid but whose payload
+    holds a part that is not what the detector wrote (wrong version/format key:
+    hand-edited, or a bug that wrote the wrong layout) must not be skipped
+    silently for that detector while the others load: every detector starts
+    cold, the failure is counted and logged once."""
+    a = _learned(tmp_path)
+    state = a.state_dict()
+    state["detectors"][family] = {"version": "nonsense", "format": "nonsense"}
+    ck.save(tmp_path, state, _meta(a))
+    b = _app(str(tmp_path))
+    with caplog.at_level(logging.ERROR, logger="otel_anomaly.app"):
+        b._restore()
+    assert b.detectors["error_rate"].tracked_series() == 0
+    assert b.detectors["schema_drift"].tracked_series() == 0
+    assert not b.restored
+    assert b.registry.get_sample_value("otel_anomaly_checkpoint_restore_failures_total") == 1.0
+    lines = [r.getMessage() for r in caplog.records if "checkpoint could not be applied" in r.getMessage()]
+    assert len(lines) == 1 and family in lines[0]

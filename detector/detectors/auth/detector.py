@@ -970,9 +970,17 @@ class AuthDetector(Detector):
         }
 
     def load_state(self, state: dict) -> None:
-        """Restore :meth:`state_dict` output; a different version starts fresh (returns silently)."""
-        if not state or state.get("version") != STATE_VERSION:
+        """Restore :meth:`state_dict` output.
+
+        Raises:
+            ValueError: ``state`` is not empty and is not this detector's layout
+                (``version`` != :data:`STATE_VERSION`): the app's all-or-nothing
+                restore then starts every detector cold instead of this one alone, silently.
+        """
+        if not state:
             return
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"auth state version {state.get('version')!r}, expected {STATE_VERSION}")
         self._services = OrderedDict(state["services"])
         self._principals.data = OrderedDict(state["principals"])
         self._sources.data = OrderedDict(state["sources"])

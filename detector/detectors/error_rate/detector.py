@@ -970,9 +970,17 @@ class ErrorRateDetector(Detector):
         }
 
     def load_state(self, state: dict) -> None:
-        """Restore :meth:`state_dict` output; per-row parameters are rebuilt from the current config."""
-        if not state or state.get("version") != STATE_VERSION:
+        """Restore :meth:`state_dict` output; per-row parameters are rebuilt from the current config.
+
+        Raises:
+            ValueError: ``state`` is not empty and is not this detector's layout
+                (``version`` != :data:`STATE_VERSION`): the app's all-or-nothing
+                restore then starts every detector cold instead of this one alone, silently.
+        """
+        if not state:
             return
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"error_rate state version {state.get('version')!r}, expected {STATE_VERSION}")
         self._table = SeriesTable.from_state(state["table"], ring=self._ring_size(self.config))
         self._open = {}
         for i, (n, k, ex, *rest) in state.get("open", {}).items():

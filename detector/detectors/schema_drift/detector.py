@@ -747,12 +747,17 @@ class SchemaDriftDetector(Detector):
         }
 
     def load_state(self, state: dict) -> None:
-        """Restore :meth:`state_dict`; an unknown format is ignored with a warning (fresh start)."""
+        """Restore :meth:`state_dict`.
+
+        Raises:
+            ValueError: ``state`` is not empty and is not this detector's layout
+                (``format`` != :data:`STATE_FORMAT`): the app's all-or-nothing
+                restore then starts every detector cold instead of this one alone.
+        """
         if not state:
             return
         if state.get("format") != STATE_FORMAT:
-            log.warning("schema_drift: state format %r not understood, starting fresh", state.get("format"))
-            return
+            raise ValueError(f"schema_drift state format {state.get('format')!r}, expected {STATE_FORMAT}")
         self._pops = {}
         self._svc_pops = {}
         for d in state.get("pops", []):
