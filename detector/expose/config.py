@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from detector.config.types import Duration, Endpoint, StrictModel
 
@@ -34,6 +34,17 @@ class BasicAuthConfig(StrictModel):
         False,
         description="also require credentials on /healthz and /readyz (kubelet probes cannot send them: keep false there)",
     )
+
+    @field_validator("username")
+    @classmethod
+    def _valid_user_id(cls, value: str) -> str:
+        # RFC 7617 §2: "a user-id containing a colon character is invalid" (the first colon
+        # separates user-id and password), and control characters are not allowed either
+        if ":" in value:
+            raise ValueError("must not contain a colon (RFC 7617: the first colon separates user and password)")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            raise ValueError("must not contain control characters (RFC 7617)")
+        return value
 
 
 class HttpConfig(StrictModel):

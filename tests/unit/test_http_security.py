@@ -216,3 +216,12 @@ def test_config_defaults_and_strictness():
     assert c.basic_auth.protect_probes is False and c.basic_auth.realm == "otel-anomaly"
     with pytest.raises(ValueError):
         HttpConfig.model_validate({"basic_auth": {"username": "u", "password": "inline secrets are not accepted"}})
+
+
+def test_username_with_a_colon_is_a_config_error():
+    # RFC 7617 §2: the user-id cannot contain a colon (the first colon splits user and
+    # password), so such a user could never authenticate: every scrape would get 401.
+    with pytest.raises(ValueError, match="colon"):
+        BasicAuthConfig.model_validate({"username": "team:prometheus", "password_file": "p"})
+    with pytest.raises(ValueError, match="control"):
+        BasicAuthConfig.model_validate({"username": "prom\n", "password_file": "p"})
