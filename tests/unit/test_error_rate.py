@@ -569,3 +569,28 @@ def test_a_callee_rejecting_the_payload_is_still_an_edge_error():
     http_base = [_logins(99, 1)] * 60
     http_reject = [[call("gateway", "auth")] * 80 + [call("gateway", "auth", http=422)] * 20] * 3
     assert _edge_run(make(), http_base + http_reject)[0] == 60
+
+
+@pytest.mark.parametrize("bot_volume,new_volume", [(3, 2), (1, 1)])
+def test_a_new_service_arriving_during_a_persistent_flood_is_admitted(bot_volume, new_volume):
+    # admission by this window's volume alone starved a genuinely new service for as long as the flood lasted when
+    # the one-shot names were at least as busy as it (ties: it arrived after them): never tracked, its incident never
+    # alerted. A series refused in earlier windows that keeps coming back is admitted before one-shot names.
+    det = make(ErrorRateConfig(max_series=50, operations=False))
+    drv = Driver(det)
+    for _ in range(60):
+        drv.step([span("checkout", j == 0) for j in range(100)])
+    tracked_at = fired_at = None
+    for i in range(60):  # 80 one-shot services per window (cap 50) for 10 minutes; newsvc fails 50 %+ from window 40
+        flood = [span(f"bot-{i}-{j}", False) for j in range(80) for _ in range(bot_volume)]
+        newsvc = [span("newsvc", i >= 40 and j <= new_volume // 2) for j in range(new_volume)]
+        cands = drv.step(flood + newsvc)
+        if tracked_at is None and det.baseline_of("service_error_rate", "newsvc"):
+            tracked_at = i
+        if fired_at is None and any(c.anomalous and c.service == "newsvc" for c in cands):
+            fired_at = i
+        assert det.tracked_series() <= 50
+    assert tracked_at is not None and tracked_at <= 2
+    # one request per window needs several windows of evidence (min_errors), as without any flood
+    assert fired_at is not None and 40 <= fired_at <= (45 if new_volume > 1 else 55)
+    assert det.baseline_of("service_error_rate", "checkout")["seen"] == 6000  # the established series kept its place
