@@ -25,7 +25,7 @@ Requests are built once per second per client process (fresh timestamps), with
 one trace id per request patched into the serialised bytes, so no two requests
 share (trace_id, span_id) and deduplication never hides a resend.
 
-Run: ``.venv/bin/python -m tests.bench.bench_overload [--seconds 60] [--budget 512] [--procs 4] [--consumers 10] [--backlog 1000] [--no-write]``
+Run: ``.venv/bin/python -m tests.bench.bench_overload [--seconds 60] [--budget 512] [--procs 8] [--consumers 10] [--backlog 1000] [--no-write]``
 Writes its section of ``tests/bench/RESULTS.md`` (between the bench_overload markers).
 """
 
@@ -395,14 +395,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.bench.bench_overload", description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60, help="overload duration")
     ap.add_argument("--budget", type=float, default=512, help="state.memory_budget_mib of the server")
-    ap.add_argument("--procs", type=int, default=4, help="client processes (one gRPC channel each)")
+    ap.add_argument("--procs", type=int, default=8, help="client processes (one gRPC channel each), like that many Collectors")
     ap.add_argument("--consumers", type=int, default=10, help="sending-queue consumers (calls in flight) per client process")
     ap.add_argument("--backlog", type=int, default=1000, help="sending-queue size (requests) per client process")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     r = run(args.seconds, args.budget, args.procs, args.consumers, args.backlog)
     command = COMMAND + "".join(
-        f" --{k} {v:g}" for k, v, d in (("seconds", args.seconds, 60), ("budget", args.budget, 512), ("procs", args.procs, 4),
+        f" --{k} {v:g}" for k, v, d in (("seconds", args.seconds, 60), ("budget", args.budget, 512), ("procs", args.procs, 8),
                                         ("consumers", args.consumers, 10), ("backlog", args.backlog, 1000)) if v != d
     )  # fmt: skip
     text = render(r, command)
