@@ -98,7 +98,7 @@ class _QuietHandler(WSGIRequestHandler):
         if isinstance(self.request, ssl.SSLSocket):
             try:
                 self.request.do_handshake()
-            except ssl.SSLError:  # plain HTTP, unknown CA, no client certificate, ...
+            except OSError:  # plain HTTP, unknown CA, no client certificate, reset or silent (timeout) mid-handshake
                 if self.server.tls_failures is not None:  # type: ignore[attr-defined]
                     self.server.tls_failures.inc()  # type: ignore[attr-defined]
                 raise
