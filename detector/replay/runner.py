@@ -71,6 +71,8 @@ def run_replay(config: Config, paths: Iterable[str], out: TextIO, err: TextIO, r
                     continue
                 for reason, n in res.reasons.items():
                     app.metrics.rejected.labels(signal=signal_of[signal], reason=reason).inc(n)
+                for reason, n in res.cut.items():  # as the receiver counts them
+                    app.metrics.truncated_values.labels(signal=signal_of[signal], reason=reason).inc(n)
                 rejected += res.rejected
                 batch = Batch(res.spans, res.logs, res.data_points, time.time())
                 counts["spans"] += len(res.spans)

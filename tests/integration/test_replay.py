@@ -103,3 +103,24 @@ def test_replay_of_length_delimited_protobuf_is_identical(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout == replay(str(SMALL)).stdout
     assert "600 spans, 36 log records" in r.stderr
+
+
+def test_replay_counts_truncated_values_like_the_receiver(tmp_path):
+    """An array attribute past the 1000-value cap is cut in replay too, and counted in the same metric."""
+    import io
+
+    from prometheus_client import CollectorRegistry
+
+    from detector.config.root import Config
+    from detector.replay.runner import run_replay
+    from tests.unit._otlp_build import trace_request
+
+    req = trace_request({"attrs": {"big": list(range(1500))}}, {"attrs": {"ok": "x"}}, resource={"service.name": "checkout"})
+    data = req.SerializeToString()
+    path = tmp_path / "traces.pb"
+    path.write_bytes(_varint(len(data)) + data)
+    registry = CollectorRegistry()
+    out, err = io.StringIO(), io.StringIO()
+    assert run_replay(Config(), [str(path)], out, err, registry=registry) == 0, err.getvalue()
+    assert "2 spans" in err.getvalue()
+    assert registry.get_sample_value("otel_anomaly_truncated_values_total", {"signal": "spans", "reason": "array"}) == 1  # one value cut
