@@ -54,5 +54,5 @@ class HttpConfig(StrictModel):
     tls: HttpTlsConfig | None = Field(None, description="null = plain HTTP; set cert_file/key_file for HTTPS")
     basic_auth: BasicAuthConfig | None = Field(None, description="null = no authentication")
     read_timeout: Duration = Field(
-        "30s", description="a connection that sends nothing (no TLS handshake, no request) for this long is closed"
+        "30s", description="a connection whose TLS handshake, request line and headers have not all arrived this long after it opened is closed"
     )

@@ -40,12 +40,14 @@ import base64
 import binascii
 import hashlib
 import hmac
+import io
 import json
 import logging
 import socket
 import socketserver
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -92,9 +94,35 @@ class _Server(socketserver.ThreadingMixIn, WSGIServer):
         log.debug("HTTP connection from %s failed", client_address[0] if client_address else "?", exc_info=True)
 
 
+class _DeadlineReader(io.RawIOBase):
+    """Reads from ``sock`` until the monotonic ``deadline`` at the latest (the whole request, not each read).
+
+    A per-read timeout alone lets a client that trickles one byte just inside it
+    keep the connection and its thread forever (slowloris). Raises
+    :class:`TimeoutError` once the deadline has passed.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request not received within http.read_timeout")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(b)
+
+
 class _QuietHandler(WSGIRequestHandler):
     def setup(self) -> None:
-        self.request.settimeout(self.server.read_timeout)  # type: ignore[attr-defined]
+        read_timeout = self.server.read_timeout  # type: ignore[attr-defined]
+        deadline = time.monotonic() + read_timeout
+        self.request.settimeout(read_timeout)  # the TLS handshake has one deadline for the whole of it (CPython _ssl)
         if isinstance(self.request, ssl.SSLSocket):
             try:
                 self.request.do_handshake()
@@ -103,6 +131,8 @@ class _QuietHandler(WSGIRequestHandler):
                     self.server.tls_failures.inc()  # type: ignore[attr-defined]
                 raise
         super().setup()
+        # the request line and headers too: all within read_timeout of the connection's start
+        self.rfile = io.BufferedReader(_DeadlineReader(self.request, deadline))
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass

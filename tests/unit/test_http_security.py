@@ -225,3 +225,39 @@ def test_username_with_a_colon_is_a_config_error():
         BasicAuthConfig.model_validate({"username": "team:prometheus", "password_file": "p"})
     with pytest.raises(ValueError, match="control"):
         BasicAuthConfig.model_validate({"username": "prom\n", "password_file": "p"})
+
+
+@pytest.mark.parametrize("use_tls", [False, True])
+def test_a_client_trickling_its_request_is_closed_after_read_timeout(pki, use_tls):
+    # read_timeout bounded each read only: a client sending one header byte every 0.3 s (read_timeout 1 s)
+    # kept its connection and a server thread forever (slowloris). The request line and headers must
+    # arrive within read_timeout of the connection's start.
+    h = _server(tls=_tls(pki["server_a"]) if use_tls else None, read_timeout=1.0)
+    try:
+        sock = socket.create_connection(("127.0.0.1", h.port))
+        if use_tls:
+            sock = _ctx(pki["a"].ca).wrap_socket(sock, server_hostname="localhost")
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: 1\r\n" * 4  # 64 trickled bytes, about 19 s
+        sent = 0
+        closed = False
+        try:
+            for byte in request:
+                sock.sendall(bytes([byte]))
+                sent += 1
+                time.sleep(0.3)
+                if sent % 5 == 0:  # a closed connection shows as EOF / reset on read
+                    sock.settimeout(0.01)
+                    try:
+                        if sock.recv(1024) == b"":
+                            closed = True
+                            break
+                    except (socket.timeout, ssl.SSLWantReadError):
+                        pass
+                    sock.settimeout(None)
+        except OSError:
+            closed = True
+        assert closed and sent < len(request)
+        sock.close()
+        assert _get(f"{'https' if use_tls else 'http'}://127.0.0.1:{h.port}/healthz", _ctx(pki["a"].ca) if use_tls else None)[0] == 200
+    finally:
+        h.stop()
