@@ -248,6 +248,8 @@ class App:
                 "detectors": list(self.detectors),
             },
         )
+        for warning in cleartext_secrets(self.config):
+            log.warning(warning)
 
     def stop(self, grace: float = 10.0) -> None:
         """Graceful stop: refuse new data (UNAVAILABLE), finish in-flight calls,
@@ -424,6 +426,8 @@ class App:
             return False
         logging.getLogger().setLevel(new.logging.level.upper())
         self.config = new
+        for warning in cleartext_secrets(new):
+            log.warning(warning)
         if credential_problems:
             self.metrics.config_reloads.labels(result="error").inc()
             log.warning("config reloaded except TLS/credential files", extra={"path": self.config_path, "needs_restart": needs_restart})
@@ -488,6 +492,25 @@ class App:
             f" -> {alert['peer']}" if alert["peer"] else "", alert["summary"],
             extra={"transition": alert["state"], "alert": alert},
         )  # fmt: skip
+
+
+def cleartext_secrets(config: Config) -> list[str]:
+    """One warning per endpoint whose credentials would cross the network unencrypted.
+
+    ``http.basic_auth`` without ``http.tls`` (RFC 7617 §4: the password is only
+    base64-encoded) and ``receiver.grpc.auth`` without ``receiver.grpc.tls``
+    (the bearer token is sent as plain metadata). Not config errors: TLS may be
+    terminated in front of the process (a sidecar, a mesh). Names keys, never values.
+    """
+    out = []
+    if config.http.basic_auth is not None and config.http.tls is None:
+        out.append("http.basic_auth is set without http.tls: the password crosses the network in clear "
+                   "unless TLS is terminated in front of otel-anomaly")  # fmt: skip
+    g = config.receiver.grpc
+    if g.auth is not None and g.tls is None:
+        out.append("receiver.grpc.auth is set without receiver.grpc.tls: the bearer token crosses the network in clear "
+                   "unless TLS is terminated in front of otel-anomaly")  # fmt: skip
+    return out
 
 
 def _tls_mode(tls: Any) -> str:
