@@ -376,6 +376,8 @@ class App:
                         "checkpoint could not be applied (%s: %s); every detector starts cold",
                         type(exc).__name__, exc, exc_info=True, extra={"directory": st.directory},
                     )  # fmt: skip
+                    if hasattr(self.checkpointer, "set_aside"):
+                        self.checkpointer.set_aside()
             self.pipeline.every(min(1.0, st.checkpoint_interval), self.checkpointer.tick)
         self._state_done = True
 

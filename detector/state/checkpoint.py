@@ -186,6 +186,7 @@ class LoadResult:
     state: dict | None
     reason: str = ""
     meta: dict = field(default_factory=dict)
+    failed: bool = False  # a file was there but could not be restored (not a first start)
 
 
 def checkpoint_path(directory: str | os.PathLike) -> Path:
@@ -449,7 +450,33 @@ def _failed(path: Path, reason: str, metrics: Any, logger: logging.Logger) -> Lo
     logger.warning(msg)
     if metrics is not None:
         metrics.checkpoint_restore_failures.inc()
-    return LoadResult(None, msg)
+    return LoadResult(None, msg, failed=True)
+
+
+REJECTED_SUFFIX = ".rejected"
+
+
+def set_aside(directory: str | os.PathLike) -> Path | None:
+    """Rename a checkpoint that could not be restored to ``checkpoint.bin.rejected``.
+
+    Without this the first checkpoint of the cold-started process overwrites
+    it: the evidence of what went wrong is gone, and so is the learned state a
+    rollback to the version that wrote it could still have used (an upgrade
+    whose new version refuses the old file, then a rollback, started cold
+    twice). One rejected file is kept (a newer rejection replaces it).
+    Returns the new path, or None when there was nothing to move.
+    """
+    path = checkpoint_path(directory)
+    target = path.with_name(FILENAME + REJECTED_SUFFIX)
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("could not keep the refused checkpoint %s as %s: %s", path, target.name, exc.strerror or exc)
+        return None
+    _fsync_dir(Path(directory))
+    return target
 
 
 def load(
@@ -551,9 +578,23 @@ class Checkpointer:
         Also removes temp files a crash mid-write left behind (call before the
         first save).
         """
-        if self.directory is not None:
-            remove_stale_temps(self.directory)
-        return load(self.directory, self.meta, self.metrics, self.log)
+        if self.directory is None:
+            return None
+        remove_stale_temps(self.directory)
+        result = load_result(self.directory, self.meta, self.metrics, self.log)
+        if result.failed:
+            self.set_aside()
+        return result.state
+
+    def set_aside(self) -> Path | None:
+        """Keep a checkpoint that could not be restored as ``checkpoint.bin.rejected`` (see :func:`set_aside`);
+        logs where it went."""
+        if self.directory is None:
+            return None
+        target = set_aside(self.directory)
+        if target is not None:
+            self.log.info("the refused checkpoint is kept as %s (the next checkpoint would overwrite it)", target)
+        return target
 
     def due(self) -> bool:
         """True when ``interval`` seconds passed since the last save (or start)."""

@@ -144,3 +144,32 @@ def test_a_detector_part_with_a_foreign_version_fails_the_whole_restore(tmp_path
     assert b.registry.get_sample_value("otel_anomaly_checkpoint_restore_failures_total") == 1.0
     lines = [r.getMessage() for r in caplog.records if "checkpoint could not be applied" in r.getMessage()]
     assert len(lines) == 1 and family in lines[0]
+
+
+def test_a_refused_checkpoint_is_kept_aside_not_overwritten(tmp_path):
+    # the cold-started process's first checkpoint used to overwrite the refused file: the evidence and the
+    # state a rollback to the version that wrote it could have used were lost
+    a = _learned(tmp_path)
+    good = (tmp_path / ck.FILENAME).read_bytes()
+    # 1. a file the checks refuse (truncated)
+    (tmp_path / ck.FILENAME).write_bytes(good[: len(good) // 2])
+    b = _app(str(tmp_path))
+    b._restore()
+    assert not b.restored
+    assert (tmp_path / (ck.FILENAME + ".rejected")).read_bytes() == good[: len(good) // 2]
+    assert not (tmp_path / ck.FILENAME).exists()
+    # 2. a file that passes the checks but one detector cannot load (all-or-nothing restore)
+    state = a.state_dict()
+    state["detectors"]["auth"] = {"version": "nonsense"}
+    ck.save(tmp_path, state, _meta(a))
+    bad = (tmp_path / ck.FILENAME).read_bytes()
+    c = _app(str(tmp_path))
+    c._restore()
+    assert not c.restored
+    assert (tmp_path / (ck.FILENAME + ".rejected")).read_bytes() == bad
+    assert not (tmp_path / ck.FILENAME).exists()
+    # 3. a good file is restored and stays where it is
+    (tmp_path / ck.FILENAME).write_bytes(good)
+    d = _app(str(tmp_path))
+    d._restore()
+    assert d.restored and (tmp_path / ck.FILENAME).read_bytes() == good
