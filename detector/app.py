@@ -198,6 +198,9 @@ class App:
         self.hasher = IdentityHasher(self.salt)
         self.context = DetectorContext(window_seconds=config.pipeline.window, hasher=self.hasher, deployments=self.deployments)
         self.detectors = build_detectors(config, self.context)
+        for name in self.detectors:  # exported at 0 from the start, not only after the first window closes
+            self.metrics.tracked_series.labels(detector=name).set(0)
+            self.metrics.evicted_series.labels(detector=name)
         self.alerts = AlertManager(config.alerts, self.deployments, config.pipeline.window, on_overflow=self.metrics.alerts_overflow.inc)
         self.alerts.listeners.append(self._log_transition)
         self.pipeline = Pipeline(config.pipeline, self.detectors, self.alerts, self.metrics, self.deployments, serve=serve)

@@ -95,3 +95,17 @@ def test_deploy_then_error_burst_links_the_deployment(monkeypatch):
     assert len(firing) == 1
     assert firing[0]["related"] == ["deploy:checkout:1.1"] and firing[0]["severity"] == "critical"
     assert "deployment of checkout 1.0 -> 1.1" in firing[0]["summary"]
+
+
+def test_per_detector_series_metrics_exist_before_the_first_window_closes():
+    # the contract's otel_anomaly_tracked_series{detector} / evicted_series_total{detector} had no sample at all
+    # until a window closed (a fresh instance showed "no data" on dashboards and absent() rules)
+    from prometheus_client import CollectorRegistry
+
+    from detector.app import App
+    from detector.config.root import Config
+
+    app = App(Config.model_validate({"state": {"directory": None}}), registry=CollectorRegistry(), serve=False, salt=b"x")
+    for name in ("error_rate", "schema_drift", "auth"):
+        assert app.registry.get_sample_value("otel_anomaly_tracked_series", {"detector": name}) == 0.0
+        assert app.registry.get_sample_value("otel_anomaly_evicted_series_total", {"detector": name}) == 0.0
