@@ -571,8 +571,8 @@ def test_a_callee_rejecting_the_payload_is_still_an_edge_error():
     assert _edge_run(make(), http_base + http_reject)[0] == 60
 
 
-@pytest.mark.parametrize("bot_volume,new_volume", [(3, 2), (1, 1)])
-def test_a_new_service_arriving_during_a_persistent_flood_is_admitted(bot_volume, new_volume):
+@pytest.mark.parametrize("bots,bot_volume,new_volume", [(80, 3, 2), (80, 1, 1), (400, 1, 1)])
+def test_a_new_service_arriving_during_a_persistent_flood_is_admitted(bots, bot_volume, new_volume):
     # admission by this window's volume alone starved a genuinely new service for as long as the flood lasted when
     # the one-shot names were at least as busy as it (ties: it arrived after them): never tracked, its incident never
     # alerted. A series refused in earlier windows that keeps coming back is admitted before one-shot names.
@@ -581,8 +581,8 @@ def test_a_new_service_arriving_during_a_persistent_flood_is_admitted(bot_volume
     for _ in range(60):
         drv.step([span("checkout", j == 0) for j in range(100)])
     tracked_at = fired_at = None
-    for i in range(60):  # 80 one-shot services per window (cap 50) for 10 minutes; newsvc fails 50 %+ from window 40
-        flood = [span(f"bot-{i}-{j}", False) for j in range(80) for _ in range(bot_volume)]
+    for i in range(60):  # 80 or 400 one-shot services per window (cap 50) for 10 minutes; newsvc fails 50 %+ from window 40
+        flood = [span(f"bot-{i}-{j}", False) for j in range(bots) for _ in range(bot_volume)]
         newsvc = [span("newsvc", i >= 40 and j <= new_volume // 2) for j in range(new_volume)]
         cands = drv.step(flood + newsvc)
         if tracked_at is None and det.baseline_of("service_error_rate", "newsvc"):
@@ -594,3 +594,4 @@ def test_a_new_service_arriving_during_a_persistent_flood_is_admitted(bot_volume
     # one request per window needs several windows of evidence (min_errors), as without any flood
     assert fired_at is not None and 40 <= fired_at <= (45 if new_volume > 1 else 55)
     assert det.baseline_of("service_error_rate", "checkout")["seen"] == 6000  # the established series kept its place
+    assert len(det._refused) <= bots  # the doorkeeper remembers at most one admission's refused keys

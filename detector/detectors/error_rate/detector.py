@@ -203,8 +203,8 @@ class ErrorRateDetector(Detector):
         self._svc_params: dict[str, np.ndarray] = {}
         self._sig_cache: dict[Any, str] = {}
         self._table = SeriesTable(ring=self._ring_size(config))
-        # admission doorkeeper: key of a series refused for lack of room -> windows it was refused in (aged by
-        # halving, at most max_series keys; not checkpointed). See _create.
+        # admission doorkeeper: keys refused for lack of room at the last admission -> consecutive admissions
+        # they were refused in (at most one window's new keys; not checkpointed). See _create.
         self._refused: dict[tuple, int] = {}
         self._population = np.full(5, np.nan)
         self._kappa = np.full(5, np.inf)
@@ -478,25 +478,20 @@ class ErrorRateDetector(Detector):
         room = self._make_room(len(keys), index)
         refused = self._refused
         if room < len(keys):
-            # not enough room without displacing established series: admit first the series refused in the most
-            # earlier windows (they keep coming back; a flood's one-shot names do not: TinyLFU's frequency
-            # admission, Einziger et al. 2017), then the busiest. By volume alone, a new service no busier than
-            # the flood's names was refused for as long as the flood lasted.
+            # not enough room without displacing established series: admit first the series refused at the most
+            # consecutive earlier admissions (they keep coming back; a flood's one-shot names do not: frequency
+            # admission as in TinyLFU, Einziger et al. 2017), then the busiest. By volume alone, a new service no
+            # busier than the flood's names was refused for as long as the flood lasted. Only this admission's
+            # refused keys are remembered (a subset of the window's keys, so memory stays within one window's).
             vol = volume or {}
             keys.sort(key=lambda kk: (refused.get(kk, 0), vol.get(kk, 0)), reverse=True)
             for key in keys[room:]:
                 self._release_cap(key)
-                refused[key] = refused.get(key, 0) + 1
+            self._refused = {key: refused.get(key, 0) + 1 for key in keys[room:]}
             self.evicted_total += len(keys) - room
             keys = keys[:room]
-            if len(refused) > self.config.max_series:  # age: halve the counts, forget the keys that reach 0
-                self._refused = refused = {kk: c // 2 for kk, c in refused.items() if c > 1}
-                if len(refused) > self.config.max_series:
-                    top = sorted(refused.items(), key=lambda kv: kv[1], reverse=True)[: self.config.max_series // 2]
-                    self._refused = refused = dict(top)
-        if refused:
-            for key in keys:
-                refused.pop(key, None)
+        elif refused:
+            self._refused = {}
         # parents (service log series) first, so signature rows can inherit from them
         keys.sort(key=lambda kk: kk[0] == K_SIGNATURE)
         cols = t.cols
