@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Any, Sequence
 
@@ -49,7 +50,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
+    """Entry point of the console script; returns the exit code.
+
+    Output piped into a reader that stops early (``| head``, ``| jq`` exiting)
+    ends the command quietly with exit 1 instead of a BrokenPipeError traceback
+    (the recipe of the Python docs, ``signal`` "Note on SIGPIPE").
+    """
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # stdout is gone: point it at devnull so the interpreter's final flush does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # demo/eval own their arguments: hand everything after the word over untouched.
     if argv and argv[0] in ("demo", "eval"):
