@@ -125,7 +125,29 @@ class EventClock:
         return {"max_event": self.max_event, "watermark": self.watermark, "last_closed": self.last_closed}
 
     def load_state(self, state: dict, now_wall: float) -> None:
-        self.max_event = state.get("max_event")
-        self.watermark = state.get("watermark", -math.inf)
-        self.last_closed = state.get("last_closed")
+        """Restore :meth:`state_dict` output.
+
+        Raises:
+            ValueError: a field has the wrong type (a damaged or foreign
+                checkpoint); nothing is changed then.
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f"pipeline clock state must be a mapping, got {type(state).__name__}")
+        max_event = _number_or_none(state, "max_event")
+        watermark = _number_or_none(state, "watermark")
+        last_closed = state.get("last_closed")
+        if last_closed is not None and (type(last_closed) is not int):
+            raise ValueError(f"pipeline clock state: last_closed must be a window index, got {type(last_closed).__name__}")
+        self.max_event = max_event
+        self.watermark = -math.inf if watermark is None else watermark
+        self.last_closed = last_closed
         self.seen_wall = now_wall
+
+
+def _number_or_none(state: dict, key: str) -> float | None:
+    value = state.get(key)
+    if value is None:
+        return None
+    if type(value) not in (int, float) or math.isnan(value):
+        raise ValueError(f"pipeline clock state: {key} must be a number, got {type(value).__name__}")
+    return float(value)

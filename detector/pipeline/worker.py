@@ -448,6 +448,10 @@ class Pipeline:
         return {"clock": self.clock.state_dict(), "windows_closed": self.windows_closed}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; ValueError on a damaged/foreign state (nothing changed)."""
+        closed = state.get("windows_closed", 0)
+        if type(closed) is not int or closed < 0:
+            raise ValueError(f"pipeline state: windows_closed must be a count, got {closed!r:.40}")
         self.clock.load_state(state.get("clock", {}), self.wall())
-        self.windows_closed = int(state.get("windows_closed", 0))
+        self.windows_closed = closed
 

@@ -173,3 +173,34 @@ def test_a_refused_checkpoint_is_kept_aside_not_overwritten(tmp_path):
     d = _app(str(tmp_path))
     d._restore()
     assert d.restored and (tmp_path / ck.FILENAME).read_bytes() == good
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"clock": {"watermark": "x"}},
+        {"clock": {"max_event": [1]}},
+        {"clock": {"last_closed": 1.5}},
+        {"clock": "not a mapping"},  # replaced whole, not merged
+        {"windows_closed": "many"},
+    ],
+)
+def test_a_damaged_pipeline_clock_fails_the_whole_restore(tmp_path, damage):
+    """A pipeline part of the wrong shape used to be accepted ("state restored") with a
+    watermark that is a string; every later window comparison would then raise."""
+    a = _learned(tmp_path)
+    state = a.state_dict()
+    part = state["pipeline"]
+    for key, value in damage.items():
+        part[key] = {**part["clock"], **value} if isinstance(value, dict) else value
+    ck.save(tmp_path, state, _meta(a))
+    b = _app(str(tmp_path))
+    before = b.pipeline.state_dict()
+    b._restore()
+    assert not b.restored
+    assert b.pipeline.state_dict() == before
+    assert b.detectors["error_rate"].tracked_series() == 0
+    assert b.registry.get_sample_value("otel_anomaly_checkpoint_restore_failures_total") == 1.0
+    b.pipeline.process(_batch(30))  # and the cold app works (a window closes when the next one's data arrives)
+    b.pipeline.process(_batch(32))
+    assert b.detectors["error_rate"].tracked_series() > 0
