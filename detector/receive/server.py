@@ -59,6 +59,7 @@ the port is added). The bearer token file is re-read too.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import ssl
@@ -148,6 +149,11 @@ def read_bearer_token(auth: AuthConfig) -> bytes:
     return ("Bearer " + token).encode()
 
 
+def _digest(value: bytes) -> bytes:
+    """SHA-256 of an ``authorization`` value: what is kept and compared (constant length)."""
+    return hashlib.sha256(value).digest()
+
+
 def retry_info_status(message: str, delay_seconds: float) -> grpc.Status:
     """A RESOURCE_EXHAUSTED :class:`grpc.Status` carrying a ``google.rpc.RetryInfo`` detail.
 
@@ -189,9 +195,9 @@ class Receiver:
         self.metrics = metrics
         grpc_cfg = config.grpc
         if auth_token is None and grpc_cfg.auth is not None:
-            self._expected_auth: bytes | None = read_bearer_token(grpc_cfg.auth)
+            self._expected_auth: bytes | None = _digest(read_bearer_token(grpc_cfg.auth))
         else:
-            self._expected_auth = ("Bearer " + auth_token).encode() if auth_token else None
+            self._expected_auth = _digest(("Bearer " + auth_token).encode()) if auth_token else None
         self._pending_cert: grpc.ServerCertificateConfiguration | None = None
         self._cert_lock = threading.Lock()
         self._accepting = True
@@ -280,7 +286,7 @@ class Receiver:
         if new_tls is not None:
             cert, key, ca = load_tls_material(new_tls)
             cert_cfg = grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
-        expected = read_bearer_token(grpc_cfg.auth) if grpc_cfg.auth is not None else None
+        expected = _digest(read_bearer_token(grpc_cfg.auth)) if grpc_cfg.auth is not None else None
         self._expected_auth = expected
         if cert_cfg is not None:
             with self._cert_lock:
@@ -366,7 +372,8 @@ class Receiver:
                 # scheme is case-insensitive (RFC 7235 §2.1); the token is compared in constant time
                 if got[:7].lower() == b"bearer ":
                     got = b"Bearer " + got[7:].strip()
-                return hmac.compare_digest(got, expected)
+                # digests of equal length: the compare's time reveals neither content nor token length
+                return hmac.compare_digest(_digest(got), expected)
         return False
 
     def _make(self, signal: str, decode, response_cls, rejected_field: str):
