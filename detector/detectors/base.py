@@ -37,6 +37,19 @@ from detector.normalise.records import LogRecord, SpanRecord
 SEVERITIES = ("info", "warning", "critical")
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
+# Regexes (Python ``re``, searched case-insensitively) that mark an *authentication operation* — login, sign-in,
+# session, token, OAuth, authenticate — in an operation string, span name or URL path. Shared notion: the auth
+# detector's default ``span_patterns`` (login/token/session operations) and the error_rate detector's default
+# ``client_auth_operation_patterns`` (where a 401/403 is a user outcome, not an edge error) are this list.
+AUTH_OPERATION_PATTERNS = (
+    r"log_?in",
+    r"sign_?in",
+    r"session",
+    r"token",
+    r"oauth",
+    r"authenticat",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Window:

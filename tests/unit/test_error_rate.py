@@ -12,7 +12,8 @@ import pickle
 import numpy as np
 import pytest
 
-from detector.detectors.base import Deployments, DetectorContext, IdentityHasher, Window
+from detector.detectors.base import AUTH_OPERATION_PATTERNS, Deployments, DetectorContext, IdentityHasher, Window
+from detector.detectors.error_rate.authops import AuthOperations, target_path
 from detector.detectors.error_rate.config import ErrorRateConfig
 from detector.detectors.error_rate.cusum import BinomialCUSUM
 from detector.detectors.error_rate.detector import ErrorRateDetector
@@ -502,12 +503,28 @@ def test_a_flood_larger_than_the_cap_per_window_does_not_displace_an_established
 # --- client auth rejections (401/403, UNAUTHENTICATED/PERMISSION_DENIED) -----------------------------
 
 
-def call(caller: str, peer: str, http: int | None = 200, grpc: int | None = None, trace: int = 1) -> SpanRecord:
-    """A client span ``caller`` -> ``peer`` with its HTTP status or gRPC code; error per the semantic conventions."""
+LOGIN_URL = {"http.request.method": "POST", "url.full": "http://auth:8080/login"}  # stable HTTP client attributes
+VERIFY = "shop.auth.v1.TokenService/Verify"  # the simulator's gateway -> auth session check (gRPC)
+
+
+def call(caller: str, peer: str, http: int | None = 200, grpc: int | None = None, trace: int = 1,
+         op: str | None = None, name: str | None = None, attrs: dict | None = None) -> SpanRecord:
+    """A client span ``caller`` -> ``peer`` with its HTTP status or gRPC code; error per the semantic conventions.
+
+    Defaults to what an HTTP client span of ``caller -> auth`` looks like in the stable conventions (name ``POST``,
+    ``url.full`` .../login) and, for other peers or gRPC, to a call to a non-authentication operation.
+    """
     error = (http is not None and http >= 400) or (grpc is not None and grpc != 0)
+    if op is None:
+        if grpc is not None:
+            op = VERIFY if peer == "auth" else "shop.payment.v1.PaymentService/Charge"
+        else:
+            op = "POST"
+            if attrs is None:
+                attrs = LOGIN_URL if peer == "auth" else {"url.full": f"http://{peer}:8080/charge"}
     return SpanRecord(
-        res(caller), SCOPE, trace.to_bytes(16, "big"), b"\x00" * 7 + b"\x02", b"", "POST", SPAN_KIND_CLIENT, 0.0, 0.0,
-        STATUS_ERROR if error else STATUS_UNSET, "", http, grpc, "POST", error, peer, {},
+        res(caller), SCOPE, trace.to_bytes(16, "big"), b"\x00" * 7 + b"\x02", b"", name or op, SPAN_KIND_CLIENT, 0.0,
+        0.0, STATUS_ERROR if error else STATUS_UNSET, "", http, grpc, op, error, peer, attrs or {},
     )
 
 
@@ -541,23 +558,34 @@ def test_a_wave_of_login_failures_on_a_client_edge_is_not_an_edge_error():
     assert _edge_run(make(cfg), base + wave)[0] == 60
 
 
+def _counted_per_window(det, caller, peer, ok_span, bad_span, windows=16):
+    """1 call per window: 60 fine, then ``windows`` refused; the errors counted in each refused window."""
+    drv = Driver(det)
+    for _ in range(60):
+        drv.step([ok_span])
+    counted = []
+    for _ in range(windows):
+        drv.step([bad_span])
+        row = det._table.index[(1, caller, peer)]
+        counted.append(int(det._table.ring_k[row, (drv.index - 1) % det._table.ring]))
+    return counted
+
+
 def test_a_caller_whose_own_credentials_are_refused_alerts_on_the_edge():
     # checkout's service token expires: every call to payment gets UNAUTHENTICATED -> an outage of that edge
     base = [[call("checkout", "payment", http=None, grpc=0)] * 20] * 60
     expired = [[call("checkout", "payment", http=None, grpc=16)] * 20] * 5
     fired = _edge_run(make(), base + expired, caller="checkout", peer="payment")
     assert fired[0] == 60  # a busy edge: counted in the first window
-    # at 1 call per window the refusals count as errors from the 15th in a row: the lower Wilson bound (z=2) of the
-    # refused share, on counts decayed with a half-life of 5 requests, reaches 0.5 (at most ~7 requests of evidence)
-    det = make()
-    drv = Driver(det)
-    for _ in range(60):
-        drv.step([call("checkout", "payment", http=None, grpc=0)])
-    counted = []
-    for _ in range(16):
-        drv.step([call("checkout", "payment", http=None, grpc=16)])
-        row = det._table.index[(1, "checkout", "payment")]
-        counted.append(int(det._table.ring_k[row, (drv.index - 1) % det._table.ring]))
+    # payment's Charge is not an authentication operation: each refusal is an error at once, even at 1 call/window
+    counted = _counted_per_window(make(), "checkout", "payment", call("checkout", "payment", http=None, grpc=0),
+                                  call("checkout", "payment", http=None, grpc=16))
+    assert counted == [1] * 16
+    # the gateway's own credentials refused by auth's TokenService/Verify (an authentication operation): at 1 call
+    # per window the refusals count as errors from the 15th in a row: the lower Wilson bound (z=2) of the refused
+    # share, on counts decayed with a half-life of 5 requests, reaches 0.5 (at most ~7 requests of evidence)
+    counted = _counted_per_window(make(), "gateway", "auth", call("gateway", "auth", http=None, grpc=0),
+                                  call("gateway", "auth", http=None, grpc=16))
     assert counted == [0] * 14 + [1, 1]
 
 
@@ -595,3 +623,127 @@ def test_a_new_service_arriving_during_a_persistent_flood_is_admitted(bots, bot_
     assert fired_at is not None and 40 <= fired_at <= (45 if new_volume > 1 else 55)
     assert det.baseline_of("service_error_rate", "checkout")["seen"] == 6000  # the established series kept its place
     assert len(det._refused) <= bots  # the doorkeeper remembers at most one admission's refused keys
+
+
+# --- refusals: authentication operations vs every other call ------------------------------------------------
+
+
+def test_auth_operation_patterns_are_the_auth_detectors_defaults():
+    from detector.detectors.auth.config import DEFAULT_SPAN_PATTERNS
+
+    assert list(AUTH_OPERATION_PATTERNS) == DEFAULT_SPAN_PATTERNS
+    assert ErrorRateConfig().client_auth_operation_patterns == list(AUTH_OPERATION_PATTERNS)
+    with pytest.raises(ValueError, match="invalid regex"):
+        ErrorRateConfig(overrides=[{"match": {"service": "g*"}, "client_auth_operation_patterns": ["("]}])
+
+
+def test_target_path_of_client_spans_in_both_semconv_generations():
+    assert target_path({"url.full": "https://auth.internal:8443/oauth2/token?grant_type=password#x"}) == "/oauth2/token"
+    assert target_path({"http.url": "http://auth:8080/login"}) == "/login"  # old generation
+    assert target_path({"url.full": "//localhost"}) == "/"  # semconv example of a scheme-relative URL
+    assert target_path({"url.full": "http://auth-service"}) == "/"  # the host never decides
+    assert target_path({"url.template": "/users/{id}/sessions", "url.full": "http://a/users/7/sessions"}) == "/users/{id}/sessions"
+    assert target_path({"http.target": "/signin?next=/cart"}) == "/signin"
+    assert target_path({"url.path": "/api/v1/cart"}) == "/api/v1/cart"
+    assert target_path({}) is None and target_path({"url.full": 3}) is None
+
+
+@pytest.mark.parametrize(
+    "op,name,attrs,expected",
+    [
+        ("POST", "POST", {"url.full": "http://auth:8080/login"}, True),  # stable HTTP client span (the simulator's)
+        ("HTTP POST", "HTTP POST", {"http.url": "http://auth:8080/login"}, True),  # old generation
+        ("POST /v1/sessions", "POST /v1/sessions", {}, True),  # span name with url.template
+        ("shop.auth.v1.TokenService/Verify", "shop.auth.v1.TokenService/Verify", {}, True),  # gRPC
+        ("POST", "POST", {"url.full": "https://idp/oauth2/authorize?client_id=1"}, True),
+        ("POST", "POST", {"url.full": "http://auth-service:8080/charge"}, False),  # only the path, not the host
+        ("shop.payment.v1.PaymentService/Charge", "shop.payment.v1.PaymentService/Charge", {}, False),
+        ("GET", "GET", {"url.full": "http://cart:8080/cart?session=abc"}, False),  # not the query string
+        ("GET", "GET", {}, False),
+    ],
+)
+def test_which_calls_target_an_authentication_operation(op, name, attrs, expected):
+    m = AuthOperations(AUTH_OPERATION_PATTERNS)
+    s = call("gateway", "x", http=401, op=op, name=name, attrs=attrs)
+    assert m.targets_auth(s) is expected
+    assert m.targets_auth(s) is expected  # cached
+    assert AuthOperations([]).targets_auth(s) is False
+
+
+def test_forty_percent_403_on_a_non_auth_operation_alerts_at_once():
+    # one replica in three holds a stale service token: checkout -> payment gets 40 % PERMISSION_DENIED / 403 at
+    # 100 calls per window; a semconv client error on a business operation, counted like 5xx (before: never alerted)
+    rng = np.random.default_rng(4)
+
+    def base_window():
+        return [call("checkout", "payment", http=None, grpc=14 if rng.random() < 0.005 else 0) for _ in range(100)]
+
+    base = [base_window() for _ in range(60)]
+    grpc = [[call("checkout", "payment", http=None, grpc=0)] * 60 + [call("checkout", "payment", http=None, grpc=7)] * 40] * 5
+    assert _edge_run(make(), base + grpc, caller="checkout", peer="payment") == [60, 61, 62, 63, 64]
+    http = [[call("checkout", "payment")] * 60 + [call("checkout", "payment", http=403)] * 40] * 5
+    assert _edge_run(make(), base + http, caller="checkout", peer="payment") == [60, 61, 62, 63, 64]
+    # a deploy stops forwarding credentials on some of the gateway's paths: 401 from cart (old-generation span)
+    cart_ok = call("gateway", "cart", op="HTTP GET", attrs={"http.url": "http://cart:8080/cart"})
+    cart_401 = call("gateway", "cart", http=401, op="HTTP GET", attrs={"http.url": "http://cart:8080/cart"})
+    fired = _edge_run(make(), [[cart_ok] * 100] * 60 + [[cart_ok] * 70 + [cart_401] * 30] * 3, caller="gateway", peer="cart")
+    assert fired == [60, 61, 62]
+    # the same 40 % on an authentication operation is below the wholesale share: not this detector's alert
+    verify = [[call("gateway", "auth", http=None, grpc=0)] * 60 + [call("gateway", "auth", http=None, grpc=16)] * 40] * 5
+    assert _edge_run(make(), [[call("gateway", "auth", http=None, grpc=0)] * 100] * 60 + verify) == []
+
+
+@pytest.mark.parametrize("attrs,name", [(LOGIN_URL, "POST"), ({"http.method": "POST", "http.url": "http://auth:8080/login"}, "HTTP POST")])
+def test_typo_level_login_failures_do_not_alert(attrs, name):
+    # the quiet week's false alert: gateway -> auth POST /login at 25 calls per window, 0.5 % mistyped passwords,
+    # then a window with 20 % (5 of 25): ordinary users, the auth detector's business
+    def login(code):
+        return call("gateway", "auth", http=code, op=name, attrs=attrs)
+
+    base = [[login(200)] * 25 if i % 8 else [login(200)] * 24 + [login(401)] for i in range(120)]
+    burst = [[login(200)] * 20 + [login(401)] * 5] * 3 + [[login(200)] * 24 + [login(401)]] * 5
+    det = make()
+    assert _edge_run(det, base + burst) == []
+    assert det.baseline_of("edge_error_rate", "gateway", "auth")["errors_learned"] == 0.0
+    # the same calls without any sign of the login operation are ordinary client errors: the burst alerts
+    def bare(code):
+        return call("gateway", "auth", http=code, op=name, attrs={"http.method": "POST"})
+
+    base = [[bare(200)] * 25 if i % 8 else [bare(200)] * 24 + [bare(401)] for i in range(120)]
+    assert _edge_run(make(), base + [[bare(200)] * 20 + [bare(401)] * 5] * 3)[:1] == [120]
+
+
+def test_all_logins_refused_is_the_callers_credentials_and_alerts():
+    # every call of gateway -> auth refused (its client credentials to the auth service rotated): wholesale
+    ok, bad = call("gateway", "auth"), call("gateway", "auth", http=401)
+    fired = _edge_run(make(), [[ok] * 24 + [bad] if i % 8 == 0 else [ok] * 25 for i in range(120)] + [[bad] * 25] * 3)
+    assert fired == [120, 121, 122]
+    fired = _edge_run(make(), [[call("gateway", "auth", http=None, grpc=0)] * 25] * 60 + [[call("gateway", "auth", http=None, grpc=16)] * 25] * 3)
+    assert fired == [60, 61, 62]
+
+
+def test_patterns_per_caller_and_the_always_switch():
+    # a caller that forwards end users' tokens to every backend: its refusals are user outcomes on all its edges
+    cart_ok = call("gateway", "cart", op="GET", attrs={"url.full": "http://cart:8080/cart"})
+    cart_401 = call("gateway", "cart", http=401, op="GET", attrs={"url.full": "http://cart:8080/cart"})
+    sched = [[cart_ok] * 100] * 60 + [[cart_ok] * 70 + [cart_401] * 30] * 3
+    every = ErrorRateConfig(overrides=[{"match": {"service": "gateway"}, "client_auth_operation_patterns": ["."]}])
+    assert _edge_run(make(every), sched, caller="gateway", peer="cart") == []
+    assert _edge_run(make(), sched, caller="gateway", peer="cart") == [60, 61, 62]
+    # no authentication operations at all, or the always switch: a login wave is an edge error
+    wave = [_logins(99, 1)] * 60 + [_logins(70, 30)] * 3
+    none = ErrorRateConfig(client_auth_operation_patterns=[])
+    assert _edge_run(make(none), wave) == [60, 61, 62]
+    assert _edge_run(make(ErrorRateConfig(client_auth_failures_are_errors=True)), wave) == [60, 61, 62]
+    # reload: the patterns change without losing the baseline
+    det = make()
+    drv = Driver(det)
+
+    def fired(cands):
+        return any(c.anomalous and c.kind == "edge_error_rate" and c.peer == "auth" for c in cands)
+
+    assert not any(fired(drv.step(w)) for w in wave)
+    learned = det.baseline_of("edge_error_rate", "gateway", "auth")["seen"]
+    det.reconfigure(none)
+    assert det.baseline_of("edge_error_rate", "gateway", "auth")["seen"] == learned == 6300
+    assert [fired(drv.step(_logins(70, 30))) for _ in range(2)] == [True, True]

@@ -9,11 +9,25 @@ only make sense for the whole detector (memory caps) live on
 
 from __future__ import annotations
 
-from typing import Optional
+import re
+from typing import Annotated, Optional
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from detector.config.types import Duration, OverridableMixin, StrictModel, override_model
+from detector.detectors.base import AUTH_OPERATION_PATTERNS
+
+
+def _regex(v: str) -> str:
+    """Check that ``v`` compiles as a Python regex (ValueError naming it otherwise)."""
+    try:
+        re.compile(v)
+    except re.error as e:
+        raise ValueError(f"invalid regex {v!r}: {e}") from None
+    return v
+
+
+Regex = Annotated[str, AfterValidator(_regex)]
 
 
 class ErrorRateTunables(StrictModel):
@@ -73,17 +87,26 @@ class ErrorRateTunables(StrictModel):
     client_auth_failures_are_errors: bool = Field(
         False,
         description="count HTTP 401/403 and gRPC UNAUTHENTICATED/PERMISSION_DENIED on this service's client/producer "
-        "spans as edge errors like any other client 4xx (semconv); false = the callee's auth check refused the "
-        "credentials it was given (end users mistyping passwords, login attacks: the auth detector's business), "
-        "counted as edge errors only while they are most of the edge's calls (client_auth_wholesale_share)",
+        "spans as edge errors always, like any other client 4xx (semconv); false = the same, except on calls to an "
+        "authentication operation (client_auth_operation_patterns: login, token, session...), where a refusal is "
+        "the callee's verdict on end users' credentials (mistyped passwords, expired sessions, login attacks: the "
+        "auth detector's business) and counts only while refusals are most of the edge's calls "
+        "(client_auth_wholesale_share)",
+    )
+    client_auth_operation_patterns: list[Regex] = Field(
+        default_factory=lambda: list(AUTH_OPERATION_PATTERNS),
+        description="regexes (case-insensitive, searched) on a client span's operation, span name and URL path "
+        "(url.template, url.path, http.target, path of url.full / http.url) that mark a call to an authentication "
+        "operation (same defaults as the auth detector's span_patterns); ['.'] = every call of this service "
+        "forwards end users' credentials",
     )
     client_auth_wholesale_share: float = Field(
         0.5,
         gt=0,
         le=1,
-        description="auth rejections on an edge count as errors when the lower Wilson bound (z=2) of their share of "
-        "the edge's recent calls (counts decayed with a half-life of 5 requests) is at least this: the caller's own credentials are refused "
-        "(expired service token, rotated key); 1 = never",
+        description="refusals of calls to authentication operations count as edge errors when the lower Wilson bound "
+        "(z=2) of their share of the edge's recent calls (counts decayed with a half-life of 5 requests) is at least "
+        "this: the caller's own credentials are refused (expired service token, rotated key); 1 = never",
     )
 
 

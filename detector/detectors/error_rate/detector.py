@@ -22,10 +22,13 @@ Series (``kind``, labels ``service``/``peer``, ``subject``):
 
 Error semantics come from normalisation (``SpanRecord.is_error``: server 4xx
 is not a server error, client 4xx is; ``LogRecord.is_error``), with one
-exception on edges: a client call the callee refused for its credentials
-(HTTP 401/403, gRPC UNAUTHENTICATED/PERMISSION_DENIED) is a request but counts
-as an edge error only while such refusals are most of the edge's calls, or
-when ``client_auth_failures_are_errors`` is set (see :meth:`ErrorRateDetector._auth_errors`).
+exception on edges: a client call to an *authentication operation* (login,
+token, session … — ``client_auth_operation_patterns``) that the callee refused
+(HTTP 401/403, gRPC UNAUTHENTICATED/PERMISSION_DENIED) is the callee's verdict
+on an end user's credentials: a request, but an edge error only while such
+refusals are most of the edge's calls, or when ``client_auth_failures_are_errors``
+is set. Refusals on every other call are errors at once, like 5xx (see
+:meth:`ErrorRateDetector._auth_errors`).
 
 How it decides (per series, at each window close, all series at once with
 numpy; only the ADWIN feed and candidate building loop in Python):
@@ -111,6 +114,7 @@ import numpy as np
 from river.drift import ADWIN
 
 from detector.detectors.base import Candidate, Detector, DetectorContext, Window
+from detector.detectors.error_rate.authops import AuthOperations
 from detector.detectors.error_rate.config import ErrorRateConfig
 from detector.detectors.error_rate.series import (
     K_EDGE,
@@ -201,6 +205,9 @@ class ErrorRateDetector(Detector):
         self._last_index: int | None = None
         self._per_service: dict[tuple[int, str], int] = {}
         self._svc_params: dict[str, np.ndarray] = {}
+        # caller service -> its matcher of authentication operations (shared by services with the same patterns)
+        self._auth_ops: dict[str, AuthOperations] = {}
+        self._auth_by_patterns: dict[tuple[str, ...], AuthOperations] = {}
         self._sig_cache: dict[Any, str] = {}
         self._table = SeriesTable(ring=self._ring_size(config))
         # admission doorkeeper: keys refused for lack of room at the last admission -> consecutive admissions
@@ -261,8 +268,24 @@ class ErrorRateDetector(Detector):
         for i, name in enumerate(PARAMS):
             cols[name][row] = vec[i]
 
+    def _auth_ops_for(self, service: str) -> AuthOperations:
+        """The authentication-operation matcher of caller ``service`` (its ``client_auth_operation_patterns``)."""
+        patterns = tuple(self.config.for_service(service).client_auth_operation_patterns)
+        m = self._auth_by_patterns.get(patterns)
+        if m is None:
+            if len(self._auth_by_patterns) > 64:
+                self._auth_by_patterns.clear()
+                self._auth_ops.clear()
+            m = self._auth_by_patterns[patterns] = AuthOperations(patterns)
+        if len(self._auth_ops) > 50_000:
+            self._auth_ops.clear()
+        self._auth_ops[service] = m
+        return m
+
     def _refresh_all_params(self) -> None:
         self._svc_params.clear()
+        self._auth_ops.clear()
+        self._auth_by_patterns.clear()
         t = self._table
         for row in range(t.hi):
             key = t.keys[row]
@@ -292,6 +315,7 @@ class ErrorRateDetector(Detector):
         n_get = n.get
         ops = self.config.operations
         limit = self.config.exemplars
+        auth_ops = self._auth_ops
         for s in spans:
             kind = s.kind
             if kind == SPAN_KIND_SERVER or kind == SPAN_KIND_CONSUMER:
@@ -311,9 +335,13 @@ class ErrorRateDetector(Detector):
             if s.is_error:
                 if key[0] == K_EDGE and (
                     (hs := s.http_status) == 401 or hs == 403 or (gs := s.rpc_grpc_status) == 16 or gs == 7
-                ):  # an edge call the callee refused for its credentials: counted apart (see _auth_errors)
-                    a[key] = a.get(key, 0) + 1
-                    continue
+                ):  # refused for credentials: on a call to an authentication operation counted apart (_auth_errors)
+                    m = auth_ops.get(key[1])
+                    if m is None:
+                        m = self._auth_ops_for(key[1])
+                    if m.targets_auth(s):
+                        a[key] = a.get(key, 0) + 1
+                        continue
                 k[key] = k.get(key, 0) + 1
                 if key2 is not None:
                     k[key2] = k.get(key2, 0) + 1
@@ -577,25 +605,48 @@ class ErrorRateDetector(Detector):
         return candidates
 
     def _auth_errors(self, a_by_key: dict, n: np.ndarray) -> np.ndarray:
-        """Auth rejections of this window that count as edge errors, per row (float array of length ``hi``).
+        """Refusals of calls to authentication operations that count as edge errors in this window, per row.
 
-        HTTP 401/403 and gRPC UNAUTHENTICATED (16) / PERMISSION_DENIED (7) on a
-        client span are errors by the semantic conventions (client 4xx), but what
-        failed is the credentials the caller sent, not the callee: for an edge
-        that forwards end users' credentials (a gateway calling the auth service's
-        login and token checks) a wave of them is people mistyping passwords or a
-        login attack — the ``auth`` detector's question, and false alerts here
-        (measured: the quiet week's only false alert, ``edge_error_rate
-        gateway→auth`` 0.57 % → 20 % on a handful of failed logins). So they
-        count as errors only when ``client_auth_failures_are_errors`` is set for
-        the caller, or when they are most of the edge's recent calls — the
-        caller's *own* credentials refused (an expired service token, a rotated
-        key), which is an outage of that edge: lower Wilson bound (z=2) of the
-        rejected share of the last ~``AUTH_HALF_LIFE`` requests (counts decayed
-        by requests, so a sparse edge keeps its memory across windows) at least
-        ``client_auth_wholesale_share``. Rejected calls always count as requests.
-        A callee rejecting the payload (400/422, INVALID_ARGUMENT after a rename)
-        or failing (5xx) is never affected.
+        Returns a float array of length ``hi`` (errors to add to ``k``).
+
+        The rule. The HTTP semantic conventions make every 4xx on a *client*
+        span an error (https://opentelemetry.io/docs/specs/semconv/http/http-spans/#status:
+        "for HTTP status codes in the 4xx range span status MUST be left unset
+        in case of SpanKind.SERVER and SHOULD be set to Error in case of
+        SpanKind.CLIENT"), and the gRPC conventions every non-OK code on a
+        client span: the caller did not get what it needed. The same section
+        notes that whether a status is an error "depends on the context" and
+        that instrumentation with more context may decide more precisely; the
+        target operation is that context here. The default holds for a
+        401/403 (UNAUTHENTICATED/PERMISSION_DENIED) from a payment service or a
+        protected API — the caller's credentials, or the ones it forwarded,
+        were refused: a stale service token on one replica in three, a deploy
+        that stopped forwarding credentials on some paths. Those count at once,
+        like 5xx (:meth:`observe_spans` puts them in ``k``), and their rise
+        is tested like any other error rise (40 % of 403 from 0 % alerts in the
+        first window at 100 calls per window).
+
+        The exception is a call whose *target is an authentication operation*
+        (login, sign-in, token, session, OAuth, authenticate: the auth
+        detector's notion, :mod:`~detector.detectors.error_rate.authops`): there
+        refusing is the callee's job — its answer about an end user's password
+        or session, not a failure of the call. A wave of them is people
+        mistyping passwords, sessions expiring, or a login attack — the
+        ``auth`` detector's question; counting them made the quiet week's only
+        false alert (``edge_error_rate gateway→auth`` 0.57 % → 20 % (n=25) from
+        ordinary failed logins). Those are kept apart in ``a_by_key`` and count
+        as errors only when ``client_auth_failures_are_errors`` is set for the
+        caller, or *wholesale*: when they are most of the edge's recent calls,
+        i.e. the caller's *own* credentials are refused (an expired service
+        token, a rotated key), an outage of that edge — lower Wilson bound
+        (z=2) of the refused share of the last ~``AUTH_HALF_LIFE`` requests
+        (counts decayed by requests, so a sparse edge keeps its memory across
+        windows) at least ``client_auth_wholesale_share``. Below that share a
+        partial credential failure on an authentication edge is not seen here
+        (the gateway's own answers, and the auth detector, see it).
+        Refused calls always count as requests. A callee rejecting the payload
+        (400/422, INVALID_ARGUMENT after a rename) or failing (5xx) is never
+        affected.
         """
         t = self._table
         hi = t.hi
