@@ -165,7 +165,8 @@ EB_MIN_WEIGHT = 10.0  # the empirical-Bayes prior weight never goes below this (
 
 
 class _WindowAcc:
-    """Counters of one open window: ``n``/``k`` per series key, ``a`` auth rejections per edge, exemplar trace ids."""
+    """Counters of one open window: ``n``/``k`` per series key, ``ex`` exemplar trace ids, and ``a`` per edge:
+    refused calls to authentication operations (see :meth:`ErrorRateDetector._auth_errors`)."""
 
     __slots__ = ("n", "k", "a", "ex")
 
