@@ -23,15 +23,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from detector.config.types import Duration, OverridableMixin, StrictModel, override_model
+from detector.detectors.base import AUTH_OPERATION_PATTERNS
 
-DEFAULT_SPAN_PATTERNS = [
-    r"log_?in",
-    r"sign_?in",
-    r"session",
-    r"token",
-    r"oauth",
-    r"authenticat",
-]
+# the shared notion of a login/token/session operation (error_rate uses the same list)
+DEFAULT_SPAN_PATTERNS = list(AUTH_OPERATION_PATTERNS)
 
 
 class AuthTunables(StrictModel):
