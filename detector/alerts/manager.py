@@ -13,6 +13,17 @@ candidates (:meth:`AlertManager.process`). Per alert id (see
   ``alerts.cooldown`` of resolving: same ``started_at``, not counted again, no
   ``open_after`` wait (hysteresis against flapping). Later re-fires start a
   new episode.
+* **flap damping**: each such re-fire doubles the quiet windows the episode
+  needs before it resolves again (``resolve_after`` × 2^re-fires), at most
+  :data:`MAX_DAMPING` × ``resolve_after`` and never more windows than fit in
+  ``alerts.cooldown`` (but at least ``resolve_after``). Evidence that comes and
+  goes every few windows — a detector holding a rise that only some windows
+  show, e.g. 1-2 errors in 30 requests against a 0.1 % baseline — then makes
+  one long episode with a few transitions instead of a FIRING/RESOLVED pair
+  every minute. An episode that never re-fires resolves after exactly
+  ``resolve_after``. Method: the exponential penalty of BGP route flap
+  damping (RFC 2439 §4.2, without its decay: the penalty ends with the
+  episode) and the intent of Prometheus' ``keep_firing_for``.
 * **dedup**: candidates with the same id in one window merge (highest score
   wins); an id is one alert at a time.
 * **cap**: at most ``alerts.max_active`` firing; an alert that would open
@@ -23,7 +34,10 @@ candidates (:meth:`AlertManager.process`). Per alert id (see
   ``alerts.correlation_window`` after a deployment (``service.version``
   change) of its service or peer, or after a ``schema_drift`` alert on either
   side, gets those ids in ``related`` (``deploy:<service>:<version>`` for
-  deployments), severity ``critical`` and a summary naming the cause.
+  deployments), severity ``critical`` and a summary naming the cause. A
+  drift alert about an *outcome* attribute (a status code or ``error.type``,
+  :data:`OUTCOME_ATTRIBUTES`: a new ``503`` share) is the error itself seen by
+  schema_drift, not its cause, and is not linked.
 * resolved alerts stay visible for ``alerts.keep_resolved`` (event time).
 
 The open/resolve hysteresis mirrors Prometheus alerting rules' ``for`` and
@@ -45,6 +59,16 @@ from detector.alerts.model import FIRING, PENDING, RESOLVED, Alert, rfc3339
 from detector.detectors.base import SEVERITY_RANK, Candidate, Deployments, Window
 
 Transition = Callable[[dict[str, Any]], None]
+
+OUTCOME_ATTRIBUTES = frozenset({
+    "http.response.status_code", "http.status_code", "rpc.grpc.status_code", "rpc.response.status_code",
+    "error.type", "otel.status_code",
+})
+"""Attributes that carry a request's outcome (semconv, old and new names): drift in their values is a symptom."""
+
+MAX_DAMPING = 16
+"""Cap on the flap-damping factor (× ``resolve_after``); the cooldown caps it too (10 s windows,
+``resolve_after`` 3, ``cooldown`` 5m: 3, 6, 12, 24, then 30 quiet windows)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +170,7 @@ class AlertManager:
                 a.update_from(c, cfg.max_exemplars)
             else:  # resolved within cooldown: same episode fires again
                 a.last_index = window.index
+                a.refires += 1
                 a.update_from(c, cfg.max_exemplars)
                 self._open(a, out, reopen=True)
         for aid, a in list(self._alerts.items()):
@@ -156,7 +181,7 @@ class AlertManager:
                 if q is not None:
                     a.score = float(q.score)
                 a.quiet += 1
-                if a.quiet >= cfg.resolve_after:
+                if a.quiet >= self.resolve_windows(a):
                     a.state = RESOLVED
                     a.resolved_at = window.end
                     out.append(self._emit(a))
@@ -165,6 +190,17 @@ class AlertManager:
         self.now = max(self.now, window.end)
         self._purge()
         return out
+
+    def resolve_windows(self, a: Alert) -> int:
+        """Quiet windows (count) alert ``a`` needs before it resolves: ``resolve_after``, doubled per
+        re-fire of its episode within the cooldown, capped (see the module docstring, flap damping)."""
+        cfg = self.config
+        base = int(cfg.resolve_after)
+        if a.refires <= 0:
+            return base
+        factor = 1 << min(a.refires, MAX_DAMPING.bit_length() - 1)  # 2^refires, at most MAX_DAMPING
+        cap = max(base, int(cfg.cooldown // self.window_seconds)) if self.window_seconds > 0 else base
+        return max(base, min(base * factor, base * MAX_DAMPING, cap))
 
     def _open(self, a: Alert, out: list[dict[str, Any]], reopen: bool) -> None:
         firing = sum(1 for x in self._alerts.values() if x.state == FIRING)
@@ -204,6 +240,8 @@ class AlertManager:
                 causes.append(f"deployment of {s} {last[1] or '?'} -> {last[2]} at {rfc3339(last[0])}")
         for other in self._alerts.values():
             if other.detector != "schema_drift" or other.state == PENDING or other.service not in sides:
+                continue
+            if isinstance(other.subject, dict) and other.subject.get("attribute") in OUTCOME_ATTRIBUTES:
                 continue
             if lo <= other.started_at <= hi:
                 if other.id not in a.related:

@@ -30,7 +30,9 @@ class Alert:
     """Lifecycle state of one alert series (id from :func:`detector.detectors.base.alert_id`).
 
     Times are event-time seconds. ``streak`` counts anomalous windows in a row
-    while pending; ``quiet`` counts closed windows without evidence while firing.
+    while pending; ``quiet`` counts closed windows without evidence while firing;
+    ``refires`` counts how often this episode fired again within the cooldown
+    after resolving (flap damping, see :mod:`detector.alerts.manager`).
     """
 
     id: str
@@ -54,6 +56,7 @@ class Alert:
     quiet: int = 0
     last_index: int = -1
     cause: str = ""
+    refires: int = 0
 
     @classmethod
     def from_candidate(cls, c: Candidate, started_at: float, index: int) -> "Alert":

@@ -75,9 +75,58 @@ def test_refire_within_cooldown_reopens_the_same_episode():
     assert [(a["state"], a["started_at"], a["id"]) for a in again] == [("firing", first["started_at"], first["id"])]
     assert dict(m.view().totals)[("error_rate", "service_error_rate", "checkout", "warning")] == 1
     m.process(w(4), [])
-    later = m.process(w(20), [cand()])  # 150 s after resolving: new episode
+    assert m.process(w(5), [])[0]["state"] == "resolved"  # the re-fired episode needs 2 quiet windows (flap damping)
+    later = m.process(w(20), [cand()])  # 140 s after resolving: new episode
     assert later[0]["started_at"] == rfc3339(w(20).start)
     assert dict(m.view().totals)[("error_rate", "service_error_rate", "checkout", "warning")] == 2
+
+
+def test_evidence_every_few_windows_is_one_damped_episode_not_a_flapping_alert():
+    # a detector holding a rise that only some windows show (demo: gateway->frontend at 1.9 % against a
+    # 0.1 % baseline, 1-2 errors per 30-request window): anomalous every 5th window for 10 minutes.
+    # Undamped that was FIRING/RESOLVED 12 times; damped: quiet windows needed 3, 6, 12 -> stays firing.
+    m, seen = manager(resolve_after=3, cooldown="5m")
+    for i in range(60):
+        m.process(w(i), [cand()] if i % 5 == 0 else [])
+    # fires at 0, resolves after 3 quiet windows, re-fires at 5 (same episode, now needs 6), then the
+    # 4-window gaps never reach 6: one episode, three transitions
+    assert [(a["state"], a["resolved_at"]) for a in seen] == [("firing", None), ("resolved", rfc3339(w(3).end)), ("firing", None)]
+    assert len({a["started_at"] for a in seen}) == 1
+    assert dict(m.view().totals)[("error_rate", "service_error_rate", "checkout", "warning")] == 1
+    # after the evidence ends, it resolves after the damped quiet count (3 x 2 = 6 windows) ...
+    a = m.get(seen[0]["id"])
+    assert m.resolve_windows(a) == 6 and a.state == "firing"
+    out = []
+    for i in range(60, 66):
+        out += m.process(w(i), [])
+    assert [x["state"] for x in out] == ["resolved"]
+    # ... and a new episode (after the cooldown) starts undamped again
+    for i in range(66, 100):
+        m.process(w(i), [])
+    first = m.process(w(100), [cand()])
+    assert first[0]["started_at"] == rfc3339(w(100).start)
+    assert m.resolve_windows(m.get(first[0]["id"])) == 3
+
+
+def test_flap_damping_is_capped_by_max_damping_and_by_the_cooldown():
+    from detector.alerts.manager import MAX_DAMPING
+
+    m, _ = manager(resolve_after=3, cooldown="5m")
+    a = m.process(w(0), [cand()])[0]
+    alert = m.get(a["id"])
+    assert [m.resolve_windows(alert) for alert.refires in range(6)] == [3, 6, 12, 24, 30, 30]  # cooldown: 30 windows
+    m1, _ = manager(resolve_after=3, cooldown="1h")
+    a1 = m1.get(m1.process(w(0), [cand()])[0]["id"])
+    assert [m1.resolve_windows(a1) for a1.refires in range(7)] == [3, 6, 12, 24, 48, 48, 48] == [
+        min(3 << r, 3 * MAX_DAMPING) for r in range(7)]
+    m2, _ = manager(resolve_after=3, cooldown="40s")  # 4 windows fit in the cooldown
+    a2 = m2.get(m2.process(w(0), [cand()])[0]["id"])
+    a2.refires = 5
+    assert m2.resolve_windows(a2) == 4
+    m3, _ = manager(resolve_after=3, cooldown="10s")  # never below resolve_after
+    a3 = m3.get(m3.process(w(0), [cand()])[0]["id"])
+    a3.refires = 2
+    assert m3.resolve_windows(a3) == 3
 
 
 def test_dedup_by_id_in_one_window_keeps_highest_score_and_severity_is_the_max():
@@ -125,6 +174,25 @@ def test_error_alert_after_schema_drift_on_either_side_is_related():
     assert "schema drift (attribute_removed) on payment" in err["summary"]
     unrelated = m.process(w(4), [cand("search")])[0]
     assert unrelated["related"] == []
+
+
+def test_drift_of_a_status_code_is_the_error_itself_not_its_cause():
+    # demo incident 1: catalog answers 503 to frontend; schema_drift sees a new value 503 of
+    # http.response.status_code on both sides in the same windows. Linking it made every error alert
+    # "critical ... Likely cause: schema drift (value_distribution_shift)" - a symptom named as the cause.
+    m, _ = manager()
+    status = cand("catalog", detector="schema_drift", kind="value_distribution_shift", peer="frontend",
+                  subject={"attribute": "http.response.status_code", "side": "server"})
+    method = cand("catalog", detector="schema_drift", kind="value_distribution_shift", peer="cart",
+                  subject={"attribute": "http.request.method", "side": "server"})
+    m.process(w(0), [status])
+    out = m.process(w(1), [status, cand("frontend", kind="edge_error_rate", peer="catalog", severity="warning")])
+    err = [a for a in out if a["detector"] == "error_rate"][0]
+    assert err["related"] == [] and err["severity"] == "warning" and "Likely cause" not in err["summary"]
+    m.process(w(2), [method])
+    out = m.process(w(3), [method, cand("catalog", severity="warning")])
+    err = [a for a in out if a["detector"] == "error_rate"][0]
+    assert err["severity"] == "critical" and "value_distribution_shift" in err["summary"] and len(err["related"]) == 1
 
 
 def test_drift_and_error_in_the_same_window_link_regardless_of_candidate_order():
