@@ -299,6 +299,52 @@ def test_no_alert_before_a_baseline_exists():
     assert drv.service(binomial_schedule(rng, 40, 100, 0.05)) == []
 
 
+def test_a_young_series_at_3_percent_among_quieter_services_is_normal_and_a_step_still_alerts_at_once():
+    # the cold start of the demo: a series learns ~1-10 windows before it is tested (learn_delay = warmup), and
+    # that little is shrunk towards a fleet at ~0.2 %, so its baseline is ~0.2-1 %. Tested against that, a service
+    # that normally fails 3 % went anomalous at once and, not learning while anomalous, stayed so for the hour.
+    # While young (< adapt_after) and thinly learned it is tested against the upper Wilson bound of its own ratio.
+    rng = np.random.default_rng(41)
+    drv = Driver(make(ErrorRateConfig(operations=False)))
+    fleet = [(f"svc{i}", 0.002) for i in range(6)] + [("steady", 0.01)]
+
+    def window(young_p=None, steady_p=0.01):
+        spans = []
+        for name, p in fleet:
+            p = steady_p if name == "steady" else p
+            spans += [span(name, e) for e in rng.random(50) < p]
+        if young_p is not None:
+            spans += [span("young", e) for e in rng.random(int(rng.integers(20, 51))) < young_p]
+        cands = drv.step(spans)
+        return {c.service for c in cands if c.anomalous and c.kind == "service_error_rate"}
+
+    for _ in range(400):  # the fleet is established (older than adapt_after)
+        assert window() == set()
+    fired = [i for i in range(360) if "young" in window(young_p=0.03)]
+    assert fired == []  # its first hour: never anomalous
+    base = drv.det.baseline_of("service_error_rate", "young")
+    assert base["p0"] == pytest.approx(0.03, abs=0.006) and base["learned"] > 8_000  # it learned its own level
+    # an established 1 % service stepping to 20 % alerts in the step's first window, the young one at 3 % stays quiet
+    fired = [i for i in range(5) if window(young_p=0.03, steady_p=0.20) == {"steady"}]
+    assert fired == [0, 1, 2, 3, 4]
+
+
+def test_a_lasting_rise_whose_episode_keeps_ending_is_learned_after_adapt_after():
+    # 0.2 % -> 3 % for good at 20 requests/window: windows without an error are common (54 %), so the alert
+    # episode keeps ending after 3 calm windows and never lasts adapt_after, while the CUSUM stays at its cap.
+    # A CUSUM held at or above h for adapt_after is a lasting change too: it is learned (slowly: only while the
+    # CUSUM is held) and the alerts stop.
+    rng = np.random.default_rng(43)
+    drv = Driver(make(ErrorRateConfig(operations=False)))
+    assert drv.service(binomial_schedule(rng, 400, 20, 0.002)) == []
+    fired = drv.service(binomial_schedule(rng, 1080, 20, 0.03))
+    assert fired[0] == 4
+    # learning resumes an hour into the held CUSUM (window 360: 0.16 % -> 0.94 % by 480, 1.34 % by 900), and the
+    # alerts end 2 h 42 min in; before the escape the baseline stayed 0.16 % and every hour had ~150 anomalous windows
+    assert fired[-1] == 971
+    assert drv.det.baseline_of("service_error_rate", "svc")["p0"] > 0.013
+
+
 def test_new_series_failing_from_birth_is_a_warning_once_clearly_high():
     drv = Driver(make())
     fired = []

@@ -101,12 +101,6 @@ def test_demo_flapping_stays_bounded_on_a_cold_start_the_detector_gets_wrong(loc
         assert any(d["detector"] == family for d in firing), family
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "error_rate cold start: a series arms with a baseline learned from a few dozen requests (learning lags by "
-    "learn_delay = warmup, so at arming only ~1-10 windows are learned), shrunk to a ~0.1-2 % population prior; "
-    "a 2-8 % series then goes anomalous and never learns again (learning needs `ring` calm windows; adapt_after "
-    "never triggers because `since` resets after 3 calm windows). Owner of detector/detectors/error_rate: "
-    "remove this marker once fixed"))
 def test_demo_warm_up_is_quiet_on_that_cold_start(locking):
     _, transitions = locking
     warm = [(d["kind"], d["service"], d["peer"]) for d in transitions if d["_phase"] == "warm-up" and d["state"] == "firing"]

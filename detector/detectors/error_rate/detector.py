@@ -48,9 +48,44 @@ numpy; only the ADWIN feed and candidate building loop in Python):
    of its threshold, or the window lies in the CUSUM's current segment and that
    segment's binomial p-value is already below ``LEARN_P`` (a sparse
    incident's first errors, minutes apart), so neither the first windows of an
-   incident nor a ramp drag the baseline up; after ``adapt_after`` of continuous anomaly the new level is
-   learned anyway (a lasting change becomes normal; cf. river
+   incident nor a ramp drag the baseline up; after ``adapt_after`` of continuous anomaly — an alert episode,
+   or a CUSUM held at or above its threshold since its segment began, even while single windows look calm and
+   the episode keeps ending — the new level is learned anyway (a lasting change becomes normal; cf. river
    ``anomaly.filter`` ``protect_anomaly_detector``).
+
+   Cold start: a series is tested from age ``warmup`` but learning lags by ``learn_delay`` (= ``warmup``), so
+   at arming it has learned 1-10 windows (a few dozen requests), shrunk towards a population prior of
+   ~0.1-1 %. A point estimate from so little data is not a null hypothesis: a series that normally fails
+   2-8 % looked 5-20x its "baseline", went anomalous at once, and — learning being frozen while anomalous —
+   stayed anomalous with that baseline for good (measured in the demo: gateway→frontend at ~1.9 % held at
+   0.1 %, CUSUM pinned at its cap, for an hour). Tests compare the window with the *true* normal ratio,
+   which a young baseline only bounds: while a series is younger than ``adapt_after`` *and* the upper
+   Wilson score bound (Wilson 1927; z = ``YOUNG_Z`` = 2) of its own learned ratio cannot rule out
+   ``min_ratio`` x the estimate (the smallest rise the detector reports, i.e. it is not yet known whether
+   the series' normal is already "a rise"), the tested null is raised to that upper bound (at most
+   ``prior_max``): the uncertainty of the baseline widens the null instead of being ignored. The bound
+   itself, not a fraction of it (e.g. the CUSUM's balance point): a null below the true ratio lets the CUSUM
+   drift up, which freezes learning (the guard above) in the elevated stretches only and biases the learned
+   ratio low (measured in the demo: a gateway at ~1.5 % learned 0.66 % from 1,650 requests). The series
+   then learns its own level like any calm series; the bound shrinks as ``1/sqrt(requests)`` and the
+   widening switches itself off (a series at 1 % stops being widened at ~800 learned requests, at 3 % ~250; a
+   series learned from 50 requests with 0 errors is tested against ~5 %, not 0.1 %). Older series and well
+   learned young ones keep the point estimate and their sensitivity (the eval's incidents all hit series
+   older than ``adapt_after``; a 1 % -> 20 % step alerts in its first window). Why not for every
+   series: an established series' remaining estimation error is small against ``min_ratio``, while a low-
+   traffic one (0.5 request/min, ~100 learned requests) would lose ~40 % of its speed (measured: eval
+   ``error_low_traffic`` delay 1350 -> 2170 s with the bound always on). Why capped at ``prior_max``: a
+   series with almost nothing learned (10 requests, 0 errors: bound 29 %) would otherwise need ~50 % more
+   failing requests to alert (a new service at 1 request/window failing 100 %); ratios above ``prior_max``
+   from birth are what ``new_series_floor`` reports — unless the estimate itself is higher: the null is never
+   below ``min_ratio`` x the estimate while widened (a sparse log series at ~30 % that learned 29 records,
+   12 %, is not held against 5 %). An error-signature series is widened only once it has learned
+   occurrences of its own signature (a recurring error of a young service, e.g. the demo's "POST /checkout
+   failed" at ~4 % of records, learned 1 of 58): before that it tests a *new kind* of error against its
+   absence from the service's learned records, which is its purpose (the real-data case: "No instances
+   available for ts-basic-service", absent from 87 learned records, must alert at once), and its novelty
+   (``SIG_NOVEL_MAX``) is judged on the learned estimate. Alerts keep reporting the learned estimate as
+   ``baseline.ratio`` (and in the summary); the widened null, when used, is ``baseline.tested_ratio``.
 2. Tests, each with the effect-size floors (at least ``min_errors`` errors,
    ratio >= ``min_ratio`` x p0 and >= p0 + ``min_increase``):
    binomial tail of the window; of the last ``aggregate_windows`` windows
@@ -157,6 +192,7 @@ ADWIN_SATURATION = 10.0  # ADWIN sees min(ratio / baseline, 10) / 10
 ADWIN_CLOCK = 1  # check for change on every update: one update per window, not per request (river default 32)
 SIG_NOVEL_MAX = 0.005  # an error signature alerts only while its baseline share is below this (a new kind of error)
 LEARN_GUARD = 4.0  # no learning while the CUSUM holds more than h / LEARN_GUARD
+YOUNG_Z = 2.0  # Wilson z of the upper bound of a young series' learned ratio (cold start, see the module docstring)
 LEARN_P = 1e-3  # ...nor of a window inside a CUSUM segment whose binomial p-value is already below this
 MAX_RING = 360  # windows remembered per series (learning delay / aggregates); 360 x 10 s = 1 h
 EB_MIN_SERIES = 5  # series with enough data before the population spread is trusted
@@ -704,6 +740,17 @@ class ErrorRateDetector(Detector):
         den = learned + prior_w
         p0 = np.where(den > 0, (c["a"] + prior_w * pi) / np.maximum(den, 1e-12), pi)
         p0 = np.maximum(c["floor"], p0)
+        p0_est = p0  # the point estimate (ADWIN's scale); p0 below is the tested null
+        # cold start: a young series' null is the upper Wilson bound of its own learned ratio (at most prior_max,
+        # at least min_ratio x the estimate) while that bound cannot rule out min_ratio x the estimate (see the
+        # module docstring, "Cold start")
+        age = index - c["born"] + 1
+        young = (age < c["adapt_w"]) & (learned > 0) & ((kind != K_SIGNATURE) | (c["a"] > 0))
+        if young.any():
+            _, p0_hi = wilson_bounds(c["a"], learned, YOUNG_Z)
+            young &= p0_hi >= c["min_ratio"] * p0
+            widened = np.maximum(np.minimum(p0_hi, c["prior_max"]), c["min_ratio"] * p0)
+            p0 = np.where(young, np.maximum(p0, widened), p0)
         p0 = np.minimum(p0, 0.99)
         p1 = cusum_alternative(p0, c["c_ratio"], c["c_delta"])
         h = cusum_threshold(c["budget"], n_series, wsec, c["h_min"])
@@ -713,7 +760,6 @@ class ErrorRateDetector(Detector):
         c["last_seen"][:] = np.where(has, index, c["last_seen"])
         c["cum_n"][:] += n
         c["cum_k"][:] += k
-        age = index - c["born"] + 1
         armed = used & (age >= c["warmup_w"]) & (learned >= c["warmup_req"]) & (learned > 0)
 
         # CUSUM and its segment
@@ -775,7 +821,7 @@ class ErrorRateDetector(Detector):
             adwins = t.adwins
             ref = c["adwin_ref"]
             fresh_ref = adwin_rows[ref[adwin_rows] <= 0]
-            ref[fresh_ref] = p0[fresh_ref]
+            ref[fresh_ref] = np.minimum(p0_est, 0.99)[fresh_ref]
             # input in [0, 1] as ADWIN's bound assumes: the ratio relative to the baseline, saturating at 10x
             xs = np.minimum(k[adwin_rows] / n[adwin_rows] / ref[adwin_rows], ADWIN_SATURATION) / ADWIN_SATURATION
             until = c["adwin_until"]
@@ -796,7 +842,7 @@ class ErrorRateDetector(Detector):
 
         # signature series report *new kinds* of error only: a signature that is already common (baseline
         # above SIG_NOVEL_MAX) rises together with the service's total error share, which its own series tests
-        novel = (kind != K_SIGNATURE) | (p0 <= SIG_NOVEL_MAX)
+        novel = (kind != K_SIGNATURE) | (p0_est <= SIG_NOVEL_MAX)
         anomalous = (armed & novel & (fired_p | fired_c | fired_a)) | born_failing
 
         prev_anom = c["hold"] == 0
@@ -816,6 +862,10 @@ class ErrorRateDetector(Detector):
         # learning them tripled a 1 % baseline before the fifth error could make the alert (error_low_traffic)
         seg_start = np.where(s_new > 0, np.where(cont, c["seg_start"], index), -1)
         c["seg_start"][:] = seg_start
+        # a CUSUM held at or above h for adapt_after is one lasting change even when single windows look calm
+        # and the alert episode (``since``) keeps ending: it is learned too (the escape from a baseline that was
+        # wrong from the start, e.g. a series armed on too few requests)
+        episode_age = np.maximum(episode_age, np.where((s_new >= h) & (seg_start >= 0), index - seg_start, 0))
         in_seg = (s_new > 0) & (run_k > 0) & (seg_start >= 0) & (seg_start <= index - ring + 1)
         seg_p = np.ones(hi)
         idx = np.flatnonzero(in_seg)
@@ -864,19 +914,20 @@ class ErrorRateDetector(Detector):
         for row in rows.tolist():
             out.append(
                 self._candidate(
-                    row, window, bool(anomalous[row]), bool(born_failing[row]), c, p0, pi, h, alpha, thr,
+                    row, window, bool(anomalous[row]), bool(born_failing[row]), c, p0, p0_est, pi, h, alpha, thr,
                     n, k, agg_n, agg_k, run_n, run_k, p_win, p_agg, p_run, fired_c, adwin_up, lo_cum,
                 )
             )
         return out
 
     def _candidate(
-        self, row, window, anomalous, born, c, p0, pi, h, alpha, thr,
+        self, row, window, anomalous, born, c, p0, p0_est, pi, h, alpha, thr,
         n, k, agg_n, agg_k, run_n, run_k, p_win, p_agg, p_run, fired_c, adwin_up, lo_cum,
     ) -> Candidate:
         t = self._table
         code, service, x = t.keys[row]
-        base = float(p0[row])
+        base = float(p0[row])  # the tested null (severity); the learned estimate is what users read
+        learned_ratio = float(min(p0_est[row], 0.99))
         # the evidence that fired (smallest p-value; the CUSUM segment; or since birth)
         if born:
             test, en, ek, pv, windows = "new_series", c["cum_n"][row], c["cum_k"][row], None, int(window.index - c["born"][row] + 1)
@@ -925,9 +976,9 @@ class ErrorRateDetector(Detector):
         if born:
             summary = f"new series: {what} failing from the start, {ek:,} of {en:,}{unit} ({fmt_ratio(ratio)})"
         elif anomalous:
-            summary = f"{what} rose {fmt_ratio(base)} → {fmt_ratio(ratio)}{unit} (n={en:,})"
+            summary = f"{what} rose {fmt_ratio(learned_ratio)} → {fmt_ratio(ratio)}{unit} (n={en:,})"
         else:
-            summary = f"{what} at {fmt_ratio(ratio)}{unit} (n={en:,}), baseline {fmt_ratio(base)}"
+            summary = f"{what} at {fmt_ratio(ratio)}{unit} (n={en:,}), baseline {fmt_ratio(learned_ratio)}"
         observed = {
             "errors": ek,
             "requests": en,
@@ -944,11 +995,13 @@ class ErrorRateDetector(Detector):
         if pv is not None:
             observed["p_value"] = float(pv)
         baseline = {
-            "ratio": round(base, 6),
+            "ratio": round(learned_ratio, 6),
             "requests_learned": int(round(float(c["a"][row] + c["b"][row]))),
             "prior_ratio": round(float(pi[row]), 6),
             "alpha": float(alpha[row]),
         }
+        if base > learned_ratio:
+            baseline["tested_ratio"] = round(base, 6)  # a young series is tested against its widened null
         return Candidate(
             detector=self.name,
             kind=KIND_NAMES[code],
