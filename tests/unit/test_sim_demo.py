@@ -10,13 +10,14 @@ Two realisations:
 * ``CLEAN_NOW``: the error_rate detector learns every baseline in the warm-up —
   the show a user should always get: quiet warm-up, each incident one group of
   alerts headed by the right detector, the edge incident resolved after it ends.
-* ``LOCK_NOW``: a cold start the error_rate detector gets wrong. Some series arm
-  with a baseline learned from a few dozen requests (e.g. 0.1 % for an edge
-  that really runs at ~2 %), go anomalous, and then never learn again, so
-  their evidence comes and goes for the whole hour. The alert manager's flap
-  damping must keep that to a few transitions per alert (it was ~40 FIRING
-  lines per alert, 340 in all); the quiet warm-up itself needs the detector
-  fix (strict xfail below).
+* ``LOCK_NOW``: a cold start the error_rate detector used to get wrong. Some
+  series armed with a baseline learned from a few dozen requests (e.g. 0.1 %
+  for an edge that really runs at ~2 %), went anomalous and never learned
+  again, so their evidence came and went for the whole hour (~40 FIRING lines
+  per alert, 340 in all). The detector now tests a young series against the
+  upper Wilson bound of its own learned ratio, so this warm-up is quiet; the
+  alert manager's flap damping must still keep such an alert to a few
+  transitions.
 """
 
 from __future__ import annotations
