@@ -24,16 +24,14 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from detector.normalise._common import (
     _SIMPLE,
-    KEYS,
     MAX_ATTRIBUTES,
-    MAX_INTERNED_KEY_LEN,
-    MAX_INTERNED_KEYS,
     NANOS,
     ZERO_SPAN_ID,
     ZERO_TRACE_ID,
     DecodeResult,
     apply_salvage,
     any_value,
+    attributes,
     parse,
 )
 from detector.normalise.records import LogRecord, Scope
@@ -67,10 +65,6 @@ def normalise_logs(msg) -> DecodeResult:
     has_event_name = _HAS_EVENT_NAME
     truncated = 0
     cut = result.cut
-    keys = KEYS
-    intern_get = keys.get
-    max_keys = MAX_INTERNED_KEYS
-    max_key_len = MAX_INTERNED_KEY_LEN
     for rl in msg.resource_logs:
         resource = make_resource(rl.resource, rl.schema_url, cut)
         for sl in rl.scope_logs:
@@ -79,24 +73,8 @@ def normalise_logs(msg) -> DecodeResult:
             for lr in sl.log_records:
                 kvs = lr.attributes
                 if len(kvs) > max_attrs:
-                    cut["attributes"] += len(kvs) - max_attrs
-                    kvs = kvs[:max_attrs]
                     truncated += 1
-                attrs = {}
-                for kv in kvs:
-                    v = kv.value
-                    w = v.string_value  # see normalise_traces
-                    k = kv.key
-                    ik = intern_get(k)
-                    if ik is not None:
-                        k = ik
-                    elif len(keys) < max_keys and len(k) <= max_key_len:
-                        keys[k] = k
-                    if w:
-                        attrs[k] = w
-                    else:
-                        w = v.WhichOneof("value")
-                        attrs[k] = getattr(v, w) if w in simple else any_value(v, 0, cut)
+                attrs = attributes(kvs, cut)
 
                 b = lr.body
                 w = b.WhichOneof("value")

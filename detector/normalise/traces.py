@@ -51,18 +51,13 @@ import ipaddress
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from detector.normalise._common import (
-    _SIMPLE,
     MAX_ATTRIBUTES,
     NANOS,
     ZERO_SPAN_ID,
     ZERO_TRACE_ID,
-    KEYS,
-    MAX_INTERNED_KEY_LEN,
-    MAX_INTERNED_KEYS,
     DecodeResult,
     apply_salvage,
     UndecodableRequest,
-    any_value,
     attributes,
     parse,
 )
@@ -156,7 +151,6 @@ def normalise_traces(msg) -> DecodeResult:
     reasons = result.reasons
     spans = result.spans
     append = spans.append
-    simple = _SIMPLE
     max_attrs = MAX_ATTRIBUTES
     zero_tid = ZERO_TRACE_ID
     zero_sid = ZERO_SPAN_ID
@@ -167,10 +161,6 @@ def normalise_traces(msg) -> DecodeResult:
     waiting: list[SpanRecord] = []  # server/consumer spans whose parent may be in this request
     truncated = 0
     cut = result.cut
-    keys = KEYS
-    intern_get = keys.get
-    max_keys = MAX_INTERNED_KEYS
-    max_key_len = MAX_INTERNED_KEY_LEN
 
     for rs in msg.resource_spans:
         resource = make_resource(rs.resource, rs.schema_url, cut)
@@ -192,26 +182,8 @@ def normalise_traces(msg) -> DecodeResult:
 
                 kvs = sp.attributes
                 if len(kvs) > max_attrs:
-                    cut["attributes"] += len(kvs) - max_attrs
-                    kvs = kvs[:max_attrs]
                     truncated += 1
-                attrs = {}
-                for kv in kvs:
-                    v = kv.value
-                    # most values are non-empty strings: one attribute read instead of
-                    # WhichOneof + getattr (an unset oneof member reads as "")
-                    w = v.string_value
-                    k = kv.key
-                    ik = intern_get(k)
-                    if ik is not None:
-                        k = ik
-                    elif len(keys) < max_keys and len(k) <= max_key_len:
-                        keys[k] = k
-                    if w:
-                        attrs[k] = w
-                    else:
-                        w = v.WhichOneof("value")
-                        attrs[k] = getattr(v, w) if w in simple else any_value(v, 0, cut)
+                attrs = attributes(kvs, cut)
                 g = attrs.get
 
                 kind = sp.kind
