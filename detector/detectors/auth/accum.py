@@ -48,6 +48,21 @@ class SAcc:
         self.trace = b""
 
 
+def keep_event(acc: PAcc | SAcc, t: float, outcome: int, other: str | None, n: int, failed: bool) -> None:
+    """Append the event ``(t, outcome, other, n)`` to ``acc.events`` (a principal's or a
+    source's ordered events; ``other`` is the source / principal hash); beyond
+    :data:`EVENT_CAP` only count it, in ``xfail`` when ``failed`` else in ``xsucc``."""
+    ev = acc.events
+    if ev is None:
+        acc.events = [(t, outcome, other, n)]
+    elif len(ev) < EVENT_CAP:
+        ev.append((t, outcome, other, n))
+    elif failed:
+        acc.xfail += n
+    else:
+        acc.xsucc += n
+
+
 class TAcc:
     """One token in one window: the networks and user agents it was used from."""
 

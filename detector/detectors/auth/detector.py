@@ -62,7 +62,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Iterable, Sequence
 
 
-from detector.detectors.auth.accum import EVENT_CAP, MAX_ENTITIES, SET_CAP_WINDOW, PAcc, SAcc, ServiceAcc, TAcc
+from detector.detectors.auth.accum import MAX_ENTITIES, SET_CAP_WINDOW, PAcc, SAcc, ServiceAcc, TAcc, keep_event
 from detector.detectors.auth.config import AuthConfig
 from detector.detectors.auth.events import (
     _DENY_GRPC, _DENY_HTTP, FAIL, FORBID, INVALID_MARK, OK, OP_LOGIN, OP_NONE, OP_PROTECTED, SpanExtractor,
@@ -430,15 +430,7 @@ class AuthDetector(Detector):
                     pa.forb += n
                     keep = False
                 if keep:
-                    ev = pa.events
-                    if ev is None:
-                        pa.events = [(t, outcome, hs, n)]
-                    elif len(ev) < EVENT_CAP:
-                        ev.append((t, outcome, hs, n))
-                    elif outcome == FAIL:
-                        pa.xfail += n
-                    else:
-                        pa.xsucc += n
+                    keep_event(pa, t, outcome, hs, n, outcome == FAIL)
         if hs is not None:
             s = sa.src.get(hs)
             if s is None:
@@ -472,15 +464,7 @@ class AuthDetector(Detector):
                 elif len(s.uas) < SMALL_CAP:
                     s.uas.add(hua)
             if keep:
-                ev = s.events
-                if ev is None:
-                    s.events = [(t, outcome, hp, n)]
-                elif len(ev) < EVENT_CAP:
-                    ev.append((t, outcome, hp, n))
-                elif outcome == FAIL:
-                    s.xfail += n
-                else:
-                    s.xsucc += n
+                keep_event(s, t, outcome, hp, n, outcome == FAIL)
 
     # ------------------------------------------------------------------ window close
     def close_window(self, window: Window) -> list[Candidate]:
