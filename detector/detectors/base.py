@@ -29,6 +29,7 @@ import abc
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Sequence
 
@@ -49,6 +50,17 @@ AUTH_OPERATION_PATTERNS = (
     r"oauth",
     r"authenticat",
 )
+
+
+def any_of(patterns: Iterable[str], flags: int = 0) -> re.Pattern[str] | None:
+    """One compiled alternation ``(?:p1)|(?:p2)|…`` of config regexes, searched as a
+    whole (one scan per string instead of one per pattern); None for an empty list.
+
+    Raises:
+        re.error: a pattern does not compile (configs validate them first).
+    """
+    patterns = list(patterns)
+    return re.compile("|".join(f"(?:{p})" for p in patterns), flags) if patterns else None
 
 
 @dataclass(frozen=True, slots=True)

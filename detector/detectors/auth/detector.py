@@ -57,7 +57,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import math
-import re
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Sequence
 
@@ -73,7 +72,7 @@ from detector.detectors.auth.models import (
     SMALL_CAP, LRUTable, OpState, PrincipalState, ServiceState, SourceState, TokenState, prune_members, touch_capped,
     wilson_lower,
 )
-from detector.detectors.base import Candidate, Detector, DetectorContext, IdentityHasher, Window
+from detector.detectors.base import Candidate, Detector, DetectorContext, IdentityHasher, Window, any_of
 from detector.normalise.records import LogRecord, SpanRecord
 
 STATE_VERSION = 1
@@ -200,7 +199,7 @@ class AuthDetector(Detector):
         self._logs = LogParser(config, self._spans._login)
         self._allow_nets = [ipaddress.ip_network(c, strict=False) for c in config.allow_sources]
         self._allow_principals = frozenset(config.allow_principals)
-        self._allow_ua = re.compile("|".join(f"(?:{p})" for p in config.allow_user_agents)) if config.allow_user_agents else None
+        self._allow_ua = any_of(config.allow_user_agents)
         self._principals.cap = config.max_principals
         self._sources.cap = config.max_sources
         self._tokens.cap = config.max_tokens

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from detector.detectors.base import any_of
 from detector.normalise.records import SPAN_KIND_NAMES, STATUS_ERROR, SpanRecord
 
 OK = 0
@@ -140,11 +141,8 @@ class SpanExtractor:
     CACHE_MAX = 100_000
 
     def __init__(self, config: Any) -> None:
-        flags = re.IGNORECASE
-        self._login = re.compile("|".join(f"(?:{p})" for p in config.span_patterns), flags) if config.span_patterns else None
-        self._protected = (
-            re.compile("|".join(f"(?:{p})" for p in config.protected_patterns), flags) if config.protected_patterns else None
-        )
+        self._login = any_of(config.span_patterns, re.IGNORECASE)
+        self._protected = any_of(config.protected_patterns, re.IGNORECASE)
         names = {v: k for k, v in SPAN_KIND_NAMES.items()}
         self._kinds = frozenset(names[k] for k in config.span_kinds)
         self._outcome_keys = tuple(config.outcome_attributes)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from detector.detectors.base import any_of
 from detector.normalise.records import SpanRecord
 
 _PATH_ATTRS = ("url.template", "url.path", "http.target")  # a path (maybe with a query)
@@ -75,8 +76,7 @@ class AuthOperations:
     CACHE_MAX = 4096
 
     def __init__(self, patterns: Iterable[str]) -> None:
-        patterns = list(patterns)
-        self._re = re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE) if patterns else None
+        self._re = any_of(patterns, re.IGNORECASE)
         self._cache: dict[str, bool] = {}
 
     def matches(self, text: str) -> bool:
