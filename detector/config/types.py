@@ -67,9 +67,11 @@ Endpoint = Annotated[str, AfterValidator(check_endpoint)]
 
 
 class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors, assignment is validated."""
+    """Base of every config model: unknown keys are errors, assignment is validated, and
+    numbers must be finite (YAML's ``.inf``/``.nan`` are refused: no threshold, cap or
+    budget means anything at infinity, and the memory plan would turn it into NaN)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, allow_inf_nan=False)
 
 
 class ServiceMatch(StrictModel):

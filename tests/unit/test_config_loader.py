@@ -154,3 +154,14 @@ def test_cli_check_config_accepts_usable_credential_files(tmp_path):
     r = run_cli("check-config", str(f))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "s3cret" not in r.stdout + r.stderr
+
+
+def test_infinite_and_nan_numbers_are_config_errors():
+    """Found by the fuzzer: ``memory_budget_mib: .inf`` passed validation and the memory plan crashed
+    (inf // bytes is NaN). Every config number must be finite, overrides included."""
+    assert problems("state:\n  memory_budget_mib: .inf\n") == [
+        "c.yaml:2: state.memory_budget_mib: Input should be a finite number (got inf)"
+    ]
+    assert problems("detectors:\n  error_rate:\n    overrides:\n    - match: {service: a}\n      min_ratio: .nan\n") == [
+        "c.yaml:5: detectors.error_rate.overrides.0.min_ratio: Input should be a finite number (got nan)"
+    ]
