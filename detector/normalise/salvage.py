@@ -8,9 +8,8 @@ messages nested deeper than 100 levels: about 31 kvlist values inside each
 other, which would cost the whole request (every other span in it) for one
 odd attribute.
 
-How: a private :class:`~google.protobuf.descriptor_pool.DescriptorPool` holds
-copies of the OTLP ``.proto`` file descriptors (from the installed
-``opentelemetry-proto``), renamed into the package prefix ``otelsalvage.``, with
+How: copies of the OTLP message classes (:mod:`detector.normalise.descriptors`,
+package prefix ``otelsalvage.``) with
 
 - every ``TYPE_STRING`` field turned into ``TYPE_BYTES`` (bytes fields have no
   UTF-8 check; string and bytes share the length-delimited wire format);
@@ -34,7 +33,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 
@@ -43,6 +42,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from detector.normalise._common import DEPTH_MARKER, MAX_DEPTH
+from detector.normalise.descriptors import copy_request_classes
 
 PREFIX = "otelsalvage."
 _COMMON = "opentelemetry.proto.common.v1"
@@ -72,32 +72,14 @@ class SalvageStats:
     depth: int = 0
 
 
-def _collect(fd, seen: dict) -> None:
-    for dep in fd.dependencies:
-        _collect(dep, seen)
-    if fd.name not in seen:
-        proto = descriptor_pb2.FileDescriptorProto()
-        fd.CopyToProto(proto)
-        seen[fd.name] = proto
-
-
-def _rename_type(name: str) -> str:
-    # type_name is fully qualified with a leading dot: ".opentelemetry.proto.common.v1.AnyValue"
-    if name.startswith(".opentelemetry."):
-        return "." + PREFIX + name[1:]
-    return name
-
-
-def _rewrite_messages(messages, scope: str) -> None:
+def _strings_to_bytes(messages, scope: str) -> None:
     for m in messages:
         full = f"{scope}.{m.name}"
         for f in m.field:
             if f.type == FieldDescriptor.TYPE_STRING:
                 f.type = FieldDescriptor.TYPE_BYTES
                 _string_fields.add(f"{full}.{f.name}")
-            if f.type_name:
-                f.type_name = _rename_type(f.type_name)
-        _rewrite_messages(m.nested_type, full)
+        _strings_to_bytes(m.nested_type, full)
 
 
 def _level_name(base: str, level: int) -> str:
@@ -147,27 +129,14 @@ def _unroll_any_value(proto: descriptor_pb2.FileDescriptorProto) -> None:
                 f.type_name = scope + _level_name("AnyValue", level + 1)
 
 
+def _rewrite(proto: descriptor_pb2.FileDescriptorProto) -> None:
+    if proto.package == _COMMON:
+        _unroll_any_value(proto)
+    _strings_to_bytes(proto.message_type, PREFIX + proto.package)
+
+
 def _build() -> dict[str, type]:
-    seen: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-    for cls in _REQUESTS:
-        _collect(cls.DESCRIPTOR.file, seen)
-    pool = descriptor_pool.DescriptorPool()
-    for name, proto in seen.items():  # dependency order (post-order walk)
-        if proto.package == _COMMON:
-            _unroll_any_value(proto)
-        proto.name = "otelsalvage/" + proto.name
-        proto.dependency[:] = ["otelsalvage/" + d for d in proto.dependency]
-        if proto.package.startswith("opentelemetry."):
-            proto.package = PREFIX + proto.package
-        del proto.service[:]
-        proto.ClearField("options")
-        _rewrite_messages(proto.message_type, proto.package)
-        pool.Add(proto)
-    out = {}
-    for cls in _REQUESTS:
-        salvage_desc = pool.FindMessageTypeByName(PREFIX + cls.DESCRIPTOR.full_name)
-        out[cls.DESCRIPTOR.full_name] = message_factory.GetMessageClass(salvage_desc)
-    return out
+    return copy_request_classes(PREFIX.rstrip("."), _REQUESTS, _rewrite)
 
 
 def _get_classes() -> dict[str, type]:
