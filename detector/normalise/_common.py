@@ -173,9 +173,11 @@ def any_value(v, depth: int = 0, cut: Counter | None = None):
     return outd
 
 
-def attributes(kvs, cut: Counter | None = None) -> dict:
+def attributes(kvs, cut: Counter | None = None, owner=None) -> dict:
     """Convert a repeated ``KeyValue`` field into a dict (first :data:`MAX_ATTRIBUTES` only;
-    ``cut`` as in :func:`any_value`); keys are shared through :data:`KEYS`.
+    ``cut`` as in :func:`any_value`); keys are shared through :data:`KEYS`. ``owner`` (the
+    message holding ``kvs``) is not used here: the signature is the one of
+    :func:`detector.normalise.fastpath.raw_attributes`.
 
     The one attribute loop of every record and resource: the per-span hot path of
     ingest, so it reads ``string_value`` first (most values are non-empty strings:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+from detector.normalise import fastpath
 from detector.normalise._common import (
     _SIMPLE,
     MAX_ATTRIBUTES,
@@ -49,12 +50,16 @@ def decode_logs(data: bytes) -> DecodeResult:
     Raises:
         UndecodableRequest: not a protobuf ExportLogsServiceRequest.
     """
+    result = fastpath.decode(fastpath.LOGS, data, normalise_logs)
+    if result is not None:
+        return result
     msg, stats = parse(ExportLogsServiceRequest, data)
     return apply_salvage(normalise_logs(msg), stats)
 
 
-def normalise_logs(msg) -> DecodeResult:
-    """Normalise a parsed ``ExportLogsServiceRequest`` (rules in the module docstring)."""
+def normalise_logs(msg, convert=attributes) -> DecodeResult:
+    """Normalise a parsed ``ExportLogsServiceRequest`` (rules in the module docstring;
+    ``convert`` as in :func:`~detector.normalise.traces.normalise_traces`)."""
     result = DecodeResult()
     append = result.logs.append
     simple = _SIMPLE
@@ -66,7 +71,7 @@ def normalise_logs(msg) -> DecodeResult:
     truncated = 0
     cut = result.cut
     for rl in msg.resource_logs:
-        resource = make_resource(rl.resource, rl.schema_url, cut)
+        resource = make_resource(rl.resource, rl.schema_url, cut, convert)
         for sl in rl.scope_logs:
             sc = sl.scope
             scope = Scope(sc.name, sc.version, sl.schema_url)
@@ -74,7 +79,7 @@ def normalise_logs(msg) -> DecodeResult:
                 kvs = lr.attributes
                 if len(kvs) > max_attrs:
                     truncated += 1
-                attrs = attributes(kvs, cut)
+                attrs = convert(kvs, cut, lr)
 
                 b = lr.body
                 w = b.WhichOneof("value")

@@ -50,6 +50,7 @@ import ipaddress
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from detector.normalise import fastpath
 from detector.normalise._common import (
     MAX_ATTRIBUTES,
     NANOS,
@@ -122,10 +123,11 @@ def _text(value) -> str | None:
     return str(value)
 
 
-def make_resource(res, schema_url: str, cut=None) -> Resource:
+def make_resource(res, schema_url: str, cut=None, convert=attributes) -> Resource:
     """Build the shared :class:`Resource` of one ``ResourceSpans``/``ResourceLogs``
-    (``cut``: the request's :attr:`DecodeResult.cut` counter, or None)."""
-    attrs = attributes(res.attributes, cut)
+    (``cut``: the request's :attr:`DecodeResult.cut` counter, or None; ``convert``:
+    the attribute conversion, as in :func:`normalise_traces`)."""
+    attrs = convert(res.attributes, cut, res)
     service = _text(attrs.get("service.name")) or UNKNOWN_SERVICE
     version = _text(attrs.get("service.version")) or ""
     return Resource(service, version, attrs, schema_url)
@@ -141,12 +143,20 @@ def decode_traces(data: bytes) -> DecodeResult:
     Raises:
         UndecodableRequest: not a protobuf ExportTraceServiceRequest.
     """
+    result = fastpath.decode(fastpath.TRACES, data, normalise_traces)
+    if result is not None:
+        return result
     msg, stats = parse(ExportTraceServiceRequest, data)
     return apply_salvage(normalise_traces(msg), stats)
 
 
-def normalise_traces(msg) -> DecodeResult:
-    """Normalise a parsed ``ExportTraceServiceRequest`` (rules in the module docstring)."""
+def normalise_traces(msg, convert=attributes) -> DecodeResult:
+    """Normalise a parsed ``ExportTraceServiceRequest`` (rules in the module docstring).
+
+    ``convert`` turns one record's or resource's attribute field into the ``attrs``
+    dict: :func:`~detector.normalise._common.attributes` for the real OTLP classes,
+    :func:`~detector.normalise.fastpath.raw_attributes` for :data:`fastpath.TRACES`.
+    """
     result = DecodeResult()
     reasons = result.reasons
     spans = result.spans
@@ -163,7 +173,7 @@ def normalise_traces(msg) -> DecodeResult:
     cut = result.cut
 
     for rs in msg.resource_spans:
-        resource = make_resource(rs.resource, rs.schema_url, cut)
+        resource = make_resource(rs.resource, rs.schema_url, cut, convert)
         for ss in rs.scope_spans:
             sc = ss.scope
             scope = Scope(sc.name, sc.version, ss.schema_url)
@@ -183,7 +193,7 @@ def normalise_traces(msg) -> DecodeResult:
                 kvs = sp.attributes
                 if len(kvs) > max_attrs:
                     truncated += 1
-                attrs = attributes(kvs, cut)
+                attrs = convert(kvs, cut, sp)
                 g = attrs.get
 
                 kind = sp.kind

@@ -10,7 +10,10 @@ Targets:
 ``decode_traces`` / ``decode_logs`` / ``decode_metrics``
     :mod:`detector.normalise` on mutated protobuf bytes; documented:
     ``UndecodableRequest``. Output invariants: ids of the documented lengths,
-    ``service`` a non-empty str, ``accepted``/``rejected`` consistent.
+    ``service`` a non-empty str, ``accepted``/``rejected`` consistent, and (traces,
+    logs) the same records and counts as the standard decode alone
+    (:mod:`detector.normalise.fastpath` is differential-fuzzed against it, with
+    its one documented difference).
 ``replay_json``
     :func:`detector.replay.reader.iter_requests` on a file of mutated OTLP/JSON
     lines (+ normalising every request it yields); documented: ``ReplayInputError``.
@@ -118,9 +121,45 @@ class DecodeTarget(Target):
     def mutate(self, rng: random.Random, data: bytes, corpus: list[bytes]) -> bytes:
         return mutate_request(rng, self.signal, data, corpus)
 
+    def _standard(self, data: bytes):
+        """The decode without :mod:`detector.normalise.fastpath` (None when it refuses the bytes)."""
+        from detector.normalise import UndecodableRequest, normalise_logs, normalise_traces
+        from detector.normalise._common import apply_salvage, parse
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        cls, normalise = {"traces": (ExportTraceServiceRequest, normalise_traces),
+                          "logs": (ExportLogsServiceRequest, normalise_logs)}[self.signal]  # fmt: skip
+        try:
+            msg, stats = parse(cls, data)
+        except UndecodableRequest:
+            return None
+        return apply_salvage(normalise(msg), stats)
+
     def execute(self, data: bytes) -> str:
-        result = self._decode(data)
+        from tests.support.records import result_difference
+
+        try:
+            result = self._decode(data)
+        except self.documented:
+            if self.signal != "metrics" and self._standard(data) is not None:
+                raise InvariantError("the decode refused bytes the standard decode accepts") from None
+            raise
         _check_records(result)
+        if self.signal != "metrics":
+            standard = self._standard(data)
+            diff = "the standard decode refuses them" if standard is None else result_difference(result, standard)
+            if diff:
+                # the documented difference (fastpath module docstring): of a repeated key only the
+                # last value is read; with the repeats collapsed the standard decode must agree
+                from detector.normalise import fastpath
+
+                fast_cls = fastpath.TRACES if self.signal == "traces" else fastpath.LOGS
+                collapsed = self._standard(fast_cls.FromString(data).SerializeToString())
+                if collapsed is not None and result_difference(result, collapsed) is None:
+                    diff = None
+            if diff:
+                raise InvariantError(f"fast and standard decode differ: {diff}")
         return f"{bool(result.accepted)}:{bool(result.rejected)}:{result.utf8_repaired}:{bool(result.truncated)}"
 
 

@@ -67,3 +67,45 @@ def span(
 def log_record(service: str = "svc", time: float = 1_700_000_000.0, severity: int = 9, body: str = "hello", version: str = "") -> LogRecord:
     """One log record at ``time`` (seconds) with ``severity`` (17+ is an error)."""
     return LogRecord(resource(service, version), _SCOPE, time, severity, "", body, {})
+
+
+def _canon(value):
+    """``value`` with every NaN replaced by the string ``"nan"`` (NaN != NaN), containers recursed."""
+    if type(value) is float and value != value:
+        return "nan"
+    if type(value) is list:
+        return [_canon(v) for v in value]
+    if type(value) is dict:
+        return {k: _canon(v) for k, v in value.items()}
+    return value
+
+
+def record_fields(rec) -> tuple:
+    """Every slot of a :class:`SpanRecord` / :class:`LogRecord` as ``(name, value)`` pairs
+    (resource and scope by their fields; NaN made comparable), for equality checks."""
+    slots = [s for cls in type(rec).__mro__ for s in getattr(cls, "__slots__", ())]
+    out = []
+    for name in slots:
+        v = getattr(rec, name)
+        if name == "resource":
+            v = (v.service, v.service_version, _canon(v.attrs), v.schema_url)
+        elif name == "scope":
+            v = (v.name, v.version, v.schema_url)
+        out.append((name, _canon(v)))
+    return tuple(out)
+
+
+def result_difference(a, b) -> str | None:
+    """First difference between two :class:`~detector.normalise.DecodeResult` s
+    (records field by field, then the counts), or None when they hold the same."""
+    if (len(a.spans), len(a.logs)) != (len(b.spans), len(b.logs)):
+        return f"records: {len(a.spans)} spans / {len(a.logs)} logs vs {len(b.spans)} / {len(b.logs)}"
+    for i, (x, y) in enumerate(zip(a.spans + a.logs, b.spans + b.logs)):
+        fx, fy = record_fields(x), record_fields(y)
+        if fx != fy:
+            diff = [(n, vx, vy) for (n, vx), (_, vy) in zip(fx, fy) if vx != vy]
+            return f"record {i}: {diff[:3]!r}"[:2000]
+    for attr in ("rejected", "reasons", "error_message", "truncated", "cut", "utf8_repaired", "depth_salvaged"):
+        if getattr(a, attr) != getattr(b, attr):
+            return f"{attr}: {getattr(a, attr)!r} vs {getattr(b, attr)!r}"
+    return None

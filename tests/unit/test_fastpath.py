@@ -1,0 +1,198 @@
+"""The fast decode (attribute maps of raw AnyValue bytes) gives what the standard decode gives.
+
+Every case decodes the same bytes both ways: ``decode_traces`` / ``decode_logs``
+(fast path first) and ``normalise_*`` on the real OTLP classes (the standard
+path), and compares every record field by field. The cases that must leave
+the fast path (and why) are checked to leave it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from detector.normalise import decode_logs, decode_traces, fastpath, normalise_logs, normalise_traces
+from detector.normalise._common import MAX_ATTRIBUTES
+from detector.normalise.records import EMPTY
+from tests.support.records import result_difference
+from tests.unit._otlp_build import log_request, trace_request
+
+SVC = {"service.name": "checkout", "service.version": "2.1.0", "host.name": "h-1"}
+
+VALUES = {
+    "empty.string": "",
+    "short": "GET",
+    "len127": "a" * 127,
+    "len128": "b" * 128,
+    "len129": "c" * 129,
+    "len200": "d" * 200,
+    "len16380": "e" * 16380,
+    "len16381": "f" * 16381,  # AnyValue needs a 3-byte length varint
+    "len70000": "g" * 70000,
+    "unicode": "caf\u00e9 \u6f22\u5b57 \U0001f600",
+    "bool.true": True,
+    "bool.false": False,
+    "int.zero": 0,
+    "int.neg": -1,
+    "int.max": 2**63 - 1,
+    "int.status": 200,
+    "double": 1.5,
+    "double.negzero": -0.0,
+    "double.inf": math.inf,
+    "double.nan": math.nan,
+    "bytes": b"\x00\xff\x80",
+    "bytes.empty": b"",
+    "array": [1, "two", False, 2.5, [3, {"k": "v"}]],
+    "array.empty": [],
+    "kvlist": {"x": 1, "y": {"z": "deep", "w": [True]}},
+    "kvlist.empty": {},
+    "unset": None,
+}
+
+
+def _same(fast, standard) -> None:
+    assert result_difference(fast, standard) is None, result_difference(fast, standard)
+
+
+def _both_traces(req: ExportTraceServiceRequest, fast_expected: bool = True):
+    data = req.SerializeToString()
+    taken = fastpath.decode(fastpath.TRACES, data, normalise_traces) is not None
+    assert taken is fast_expected
+    fast = decode_traces(data)
+    if fast_expected:
+        _same(fast, normalise_traces(ExportTraceServiceRequest.FromString(data)))
+    return fast
+
+
+def test_every_value_shape_decodes_the_same():
+    res = _both_traces(trace_request({"attrs": VALUES}, {"attrs": {"k": "v"}, "kind": 3}, resource={**SVC, **VALUES}))
+    attrs = res.spans[0].attrs
+    assert attrs["len70000"] == "g" * 70000 and attrs["int.max"] == 2**63 - 1 and attrs["unset"] is EMPTY
+    assert attrs["kvlist"] == {"x": 1, "y": {"z": "deep", "w": [True]}} and attrs["bytes"] == b"\x00\xff\x80"
+    assert res.spans[0].resource.attrs["unicode"] == VALUES["unicode"]
+
+
+def test_semconv_fields_decode_the_same():
+    attrs = {"http.request.method": "POST", "http.route": "/login", "http.response.status_code": 503,
+             "server.address": "10.0.0.5", "peer.service": "auth", "user.id": 7, "client.address": "1.2.3.4",
+             "user_agent.original": "curl/8", "rpc.grpc.status_code": "UNAVAILABLE"}  # fmt: skip
+    res = _both_traces(trace_request({"attrs": attrs, "kind": 3}, {"attrs": attrs, "kind": 2}, resource=SVC))
+    s = res.spans[0]
+    assert (s.operation, s.is_error, s.peer, s.principal, s.source) == ("POST /login", True, "auth", "7", "1.2.3.4")
+
+
+def test_duplicate_keys_later_wins_and_key_without_value():
+    req = trace_request({"attrs": {"a": "first"}}, resource=SVC)
+    sp = req.resource_spans[0].scope_spans[0].spans[0]
+    dup = sp.attributes.add()
+    dup.key, dup.value.int_value = "a", 5
+    sp.attributes.add().key = "novalue"
+    res = _both_traces(req)
+    assert res.spans[0].attrs == {"a": 5, "novalue": EMPTY}
+
+
+def test_scalar_values_parse_once_and_the_cache_is_bounded():
+    for i in range(0, fastpath.MAX_CACHED_SCALARS + 500, 100):
+        _both_traces(trace_request(*({"attrs": {"size": i + j}} for j in range(100)), resource=SVC))
+    assert len(fastpath._SCALARS) <= fastpath.MAX_CACHED_SCALARS
+    res = _both_traces(trace_request({"attrs": {"size": 10**12 + 1}}, resource=SVC))
+    assert res.spans[0].attrs["size"] == 10**12 + 1
+
+
+def test_logs_decode_the_same():
+    recs = [{"attrs": VALUES, "body": "login failed", "severity": 17}, {"body": {"msg": "x", "n": [1, 2]}},
+            {"attrs": {"event.name": "auth.fail"}}]  # fmt: skip
+    data = log_request(*recs, resource=SVC).SerializeToString()
+    assert fastpath.decode(fastpath.LOGS, data, normalise_logs) is not None
+    _same(decode_logs(data), normalise_logs(ExportLogsServiceRequest.FromString(data)))
+
+
+@pytest.mark.parametrize(
+    "where", ["value", "long_value", "key", "resource_value", "span_name"],
+)
+def test_invalid_utf8_leaves_the_fast_path_and_is_salvaged(where):
+    req = trace_request({"attrs": {"k": "ok"}, "name": "first"}, {"attrs": {"other": "fine"}}, resource=SVC)
+    data = req.SerializeToString()
+    bad = {"value": (b"\x02ok", b"\x02\xffk"), "long_value": None, "key": (b"\x01k", b"\x01\xff"),
+           "resource_value": (b"\x03h-1", b"\x03h\xff1"), "span_name": (b"\x05first", b"\x05fir\xfft")}[where]  # fmt: skip
+    if bad is None:
+        req.resource_spans[0].scope_spans[0].spans[0].attributes[0].value.string_value = "x" * 200
+        data = req.SerializeToString().replace(b"x" * 200, b"x" * 199 + b"\xff")
+    else:
+        assert data.count(bad[0]) == 1
+        data = data.replace(*bad)
+    assert fastpath.decode(fastpath.TRACES, data, normalise_traces) is None
+    res = decode_traces(data)
+    assert res.utf8_repaired and len(res.spans) == 2 and res.spans[1].attrs == {"other": "fine"}
+
+
+def test_too_many_attributes_leave_the_fast_path_and_are_cut_as_before():
+    attrs = {f"k{i}": i for i in range(MAX_ATTRIBUTES + 10)}
+    res = _both_traces(trace_request({"attrs": attrs}, resource=SVC), fast_expected=False)
+    assert res.truncated == 1 and len(res.spans[0].attrs) == MAX_ATTRIBUTES and res.cut == {"attributes": 10}
+
+
+def test_values_cut_for_depth_leave_the_fast_path():
+    deep: object = "leaf"
+    for _ in range(20):
+        deep = {"n": deep}
+    res = _both_traces(trace_request({"attrs": {"deep": deep, "k": "v"}}, resource=SVC), fast_expected=False)
+    assert res.cut == {"depth": 1} and not res.depth_salvaged and res.spans[0].attrs["k"] == "v"
+
+
+def test_corrupt_value_bytes_are_refused_like_the_standard_decode():
+    req = trace_request({"attrs": {"k": 5}}, resource=SVC)
+    data = req.SerializeToString()
+    # AnyValue {int_value: 5} is 18 02 (value length 2) 18 05; make the varint run off its end
+    assert data.count(b"\x12\x02\x18\x05") == 1
+    corrupt = data.replace(b"\x12\x02\x18\x05", b"\x12\x02\x18\x85")
+    assert fastpath.decode(fastpath.TRACES, corrupt, normalise_traces) is None
+    with pytest.raises(Exception) as fast_err:
+        decode_traces(corrupt)
+    with pytest.raises(Exception) as std_err:
+        ExportTraceServiceRequest.FromString(corrupt)
+    assert type(fast_err.value).__name__ == "UndecodableRequest" and std_err.value is not None
+
+
+def test_not_protobuf_leaves_the_fast_path():
+    assert fastpath.decode(fastpath.TRACES, b"\xff\xff\xff", normalise_traces) is None
+    assert fastpath.decode(fastpath.LOGS, b"\x00\x01", normalise_logs) is None
+
+
+def test_attribute_entry_with_an_unknown_field_is_kept_like_the_standard_decode():
+    # KeyValue{key="user.name", 4: AnyValue{"carol"}} (field 4 is not OTLP's): upb sets the map
+    # entry aside as an unknown field of the log record; the standard decode keeps key -> EMPTY
+    req = log_request({"attrs": {"user.name": "carol", "source.address": "192.0.2.1"}}, resource=SVC)
+    data = req.SerializeToString()
+    entry = b"\n\tuser.name\x12\x07\n\x05carol"
+    assert data.count(entry) == 1
+    data = data.replace(entry, b"\n\tuser.name\x22\x07\n\x05carol")
+    assert fastpath.decode(fastpath.LOGS, data, normalise_logs) is None
+    res = decode_logs(data)
+    _same(res, normalise_logs(ExportLogsServiceRequest.FromString(data)))
+    assert res.logs[0].attrs == {"user.name": EMPTY, "source.address": "192.0.2.1"}
+
+
+def test_a_request_with_spans_to_reject_takes_the_standard_path():
+    req = trace_request({"attrs": {"k": 5}, "trace_id": b"\x01" * 8}, {"attrs": {"k": "fine"}}, resource=SVC)
+    res = _both_traces(req, fast_expected=False)
+    assert res.rejected == 1 and res.reasons == {"invalid_trace_id": 1} and res.spans[0].attrs == {"k": "fine"}
+    # a corrupt value in the rejected span refuses the request, as the standard decode does
+    corrupt = req.SerializeToString().replace(b"\x12\x02\x18\x05", b"\x12\x02\x18\x85")
+    with pytest.raises(Exception, match="not a valid"):
+        decode_traces(corrupt)
+
+
+def test_repeated_key_reads_only_the_last_value_the_documented_difference():
+    req = trace_request({"attrs": {"k": 5, "other": "x"}}, resource=SVC)
+    sp = req.resource_spans[0].scope_spans[0].spans[0]
+    last = sp.attributes.add()
+    last.key, last.value.string_value = "k", "last"
+    corrupt = req.SerializeToString().replace(b"\x12\x02\x18\x05", b"\x12\x02\x18\x85")
+    with pytest.raises(Exception):
+        ExportTraceServiceRequest.FromString(corrupt)  # the standard decode parses the earlier value
+    res = decode_traces(corrupt)
+    assert res.spans[0].attrs == {"k": "last", "other": "x"} and res.rejected == 0
