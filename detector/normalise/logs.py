@@ -42,7 +42,9 @@ _HAS_EVENT_NAME = "event_name" in ExportLogsServiceRequest().resource_logs.add()
 
 
 def decode_logs(data: bytes) -> DecodeResult:
-    """Decode and normalise the bytes of an ``ExportLogsServiceRequest``.
+    """Decode and normalise the bytes of an ``ExportLogsServiceRequest``: with the fast decode
+    (:mod:`detector.normalise.fastpath`), or the standard one on the real OTLP classes
+    when the fast one declines the request (same records; see its docstring).
 
     Returns:
         :class:`DecodeResult` with ``logs``.

@@ -134,7 +134,9 @@ def make_resource(res, schema_url: str, cut=None, convert=attributes) -> Resourc
 
 
 def decode_traces(data: bytes) -> DecodeResult:
-    """Decode and normalise the bytes of an ``ExportTraceServiceRequest``.
+    """Decode and normalise the bytes of an ``ExportTraceServiceRequest``: with the fast decode
+    (:mod:`detector.normalise.fastpath`), or the standard one on the real OTLP classes
+    when the fast one declines the request (same records; see its docstring).
 
     Returns:
         :class:`DecodeResult` with ``spans``; ``utf8_repaired`` set when the
