@@ -87,6 +87,12 @@ MAX_CACHED_SCALARS = 10_000
 """Encoded bool/int/double ``AnyValue``s remembered with their value (~100 bytes each)."""
 _SCALARS: dict[bytes, object] = {b"": EMPTY}
 _SCALAR_TAGS = frozenset((0x10, 0x18, 0x21))  # AnyValue fields 2 (bool), 3 (int64), 4 (double) with their wire types
+_SCALAR_TYPES = frozenset((bool, int, float))
+_MAX_SCALAR_LEN = 11
+"""Longest encoding of one bool/int/double field: tag + a 10-byte varint (a double is 9 bytes).
+Only encodings this short whose value is a bool/int/float are cached: an ``AnyValue`` that starts
+with a scalar field may carry more after it (a later oneof member wins, unknown fields), and
+caching that would pin sender-chosen megabytes per entry and share mutable lists/dicts."""
 _STRING_TAG = 0x0A  # AnyValue field 1 (string_value), length-delimited
 
 
@@ -135,8 +141,9 @@ def _other_value(b: bytes, cut: Counter | None):
             raise FastPathMiss
         if cut is not None:
             cut.update(own)
-    elif b[0] in _SCALAR_TAGS and len(_SCALARS) < MAX_CACHED_SCALARS:
-        _SCALARS[b] = v
+    elif n <= _MAX_SCALAR_LEN and b[0] in _SCALAR_TAGS and type(v) in _SCALAR_TYPES:
+        if len(_SCALARS) < MAX_CACHED_SCALARS:
+            _SCALARS[b] = v
     return v
 
 

@@ -196,3 +196,51 @@ def test_repeated_key_reads_only_the_last_value_the_documented_difference():
         ExportTraceServiceRequest.FromString(corrupt)  # the standard decode parses the earlier value
     res = decode_traces(corrupt)
     assert res.spans[0].attrs == {"k": "last", "other": "x"} and res.rejected == 0
+
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    """A length-delimited field on the wire."""
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _with_raw_attribute(anyvalue: bytes) -> bytes:
+    """Trace request bytes with one span whose one attribute ``k`` is the encoded ``AnyValue`` ``anyvalue``
+    exactly as given (built on the wire: the real classes would re-encode it)."""
+    req = trace_request({}, resource=SVC)
+    rs = req.resource_spans[0]
+    ss = rs.scope_spans[0]
+    span = ss.spans[0].SerializeToString() + _ld(9, _ld(1, b"k") + _ld(2, anyvalue))  # Span.attributes = 9
+    scope_spans = ss.scope.SerializeToString()
+    scope_spans = _ld(1, scope_spans) + _ld(2, span)
+    resource_spans = _ld(1, rs.resource.SerializeToString()) + _ld(2, scope_spans)
+    return _ld(1, resource_spans)
+
+
+def test_scalar_cache_keeps_only_short_scalar_encodings():
+    # int_value 5 then a 10 kB string_value: oneof, the string wins; the whole encoding and the
+    # string were cached (its first byte is the int tag): sender-chosen sizes pinned for good
+    big = b"\x18\x05" + _ld(1, b"z" * 10_000)
+    # bool_value true then array_value ["a"]: a list, which was cached and shared between records
+    listy = b"\x10\x01" + _ld(5, _ld(1, _ld(1, b"a")))
+    for value, expected in ((big, "z" * 10_000), (listy, ["a"])):
+        req = ExportTraceServiceRequest.FromString(_with_raw_attribute(value))
+        for _ in range(2):
+            data = _with_raw_attribute(value)
+            assert fastpath.decode(fastpath.TRACES, data, normalise_traces) is not None
+            fast = decode_traces(data)
+            _same(fast, normalise_traces(req))
+            assert fast.spans[0].attrs["k"] == expected
+        assert value not in fastpath._SCALARS
+    decode_traces(_with_raw_attribute(listy)).spans[0].attrs["k"].append("changed by a consumer")
+    assert decode_traces(_with_raw_attribute(listy)).spans[0].attrs["k"] == ["a"]
+    assert all(len(b) <= 11 for b in fastpath._SCALARS)
