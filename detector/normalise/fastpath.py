@@ -17,10 +17,13 @@ message is compatible with ``bytes``). upb parses each list into a map of key
 
 - ``0x0A <varint length> <UTF-8>`` (``string_value``, the only field) -> the
   decoded ``str`` (lengths up to 16383 bytes; longer ones take the next rule);
+- one bool, int (below 2**63) or double field -> decoded from its bytes
+  (:func:`_other_value`);
 - anything else is parsed with the real ``AnyValue`` class and converted by
-  :func:`~detector.normalise._common.any_value`; bool, int and double values
-  are remembered by their bytes (at most :data:`MAX_CACHED_SCALARS`), so
-  ``200`` or ``true`` is parsed once, not per span.
+  :func:`~detector.normalise._common.any_value`.
+
+Nothing is cached between records: every value is decoded from the bytes of its
+own record, so the cost does not depend on how often values repeat.
 
 The result is the same dict the standard decode gives (same keys and values;
 a later duplicate key wins in both) except for the order of its keys (upb's
@@ -53,6 +56,7 @@ last 16 results kept alive as in the queue; the whole ``serve`` App went from
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from typing import Callable
 
@@ -83,16 +87,10 @@ _MAPPED = {
 }
 """Package -> messages whose ``attributes`` field is read as ``map<string, bytes>``."""
 
-MAX_CACHED_SCALARS = 10_000
-"""Encoded bool/int/double ``AnyValue``s remembered with their value (~100 bytes each)."""
-_SCALARS: dict[bytes, object] = {b"": EMPTY}
-_SCALAR_TAGS = frozenset((0x10, 0x18, 0x21))  # AnyValue fields 2 (bool), 3 (int64), 4 (double) with their wire types
-_SCALAR_TYPES = frozenset((bool, int, float))
-_MAX_SCALAR_LEN = 11
-"""Longest encoding of one bool/int/double field: tag + a 10-byte varint (a double is 9 bytes).
-Only encodings this short whose value is a bool/int/float are cached: an ``AnyValue`` that starts
-with a scalar field may carry more after it (a later oneof member wins, unknown fields), and
-caching that would pin sender-chosen megabytes per entry and share mutable lists/dicts."""
+_BOOL_TAG = 0x10  # AnyValue field 2 (bool_value), varint
+_INT_TAG = 0x18  # AnyValue field 3 (int_value), varint
+_DOUBLE_TAG = 0x21  # AnyValue field 4 (double_value), 64-bit little-endian
+_unpack_double = struct.Struct("<d").unpack_from
 _STRING_TAG = 0x0A  # AnyValue field 1 (string_value), length-delimited
 
 
@@ -123,9 +121,41 @@ LOGS: type = _CLASSES[ExportLogsServiceRequest.DESCRIPTOR.full_name]
 
 
 def _other_value(b: bytes, cut: Counter | None):
-    """Value of an encoded ``AnyValue`` that is not a short string (see the module docstring)."""
+    """Value of an encoded ``AnyValue`` that is not a short string (see the module docstring).
+
+    One bool / non-negative int (varint of at most 9 bytes: values below 2**63) / double
+    field, and strings with a 2-byte length, are decoded here; anything else (negative ints
+    are 10-byte varints, several fields, arrays, kvlists, bytes, unknown fields) is parsed
+    with the real ``AnyValue`` class.
+    """
     n = len(b)
-    if n > 3 and b[0] == _STRING_TAG and b[1] & 0x80 and (b[1] & 0x7F | b[2] << 7) == n - 3 and b[2] < 0x80:
+    if not n:
+        return EMPTY
+    t = b[0]
+    if t == _INT_TAG:
+        # a varint filling the rest exactly: every byte but the last has the continuation bit
+        if n == 3:
+            if b[1] > 0x7F and b[2] < 0x80:
+                return b[1] & 0x7F | b[2] << 7
+        elif n == 2:
+            if b[1] < 0x80:
+                return b[1]
+        elif n == 4:
+            if b[1] > 0x7F and b[2] > 0x7F and b[3] < 0x80:
+                return b[1] & 0x7F | (b[2] & 0x7F) << 7 | b[3] << 14
+        elif 4 < n <= 10 and b[n - 1] < 0x80:
+            v = b[n - 1]
+            for c in b[n - 2 : 0 : -1]:
+                if c < 0x80:
+                    break
+                v = v << 7 | c & 0x7F
+            else:
+                return v
+    elif t == _DOUBLE_TAG and n == 9:
+        return _unpack_double(b, 1)[0]
+    elif t == _BOOL_TAG and n == 2 and b[1] < 0x80:
+        return b[1] != 0
+    elif t == _STRING_TAG and n > 3 and b[1] & 0x80 and b[2] < 0x80 and (b[1] & 0x7F | b[2] << 7) == n - 3:
         try:
             return b[3:].decode()
         except UnicodeDecodeError:
@@ -141,9 +171,6 @@ def _other_value(b: bytes, cut: Counter | None):
             raise FastPathMiss
         if cut is not None:
             cut.update(own)
-    elif n <= _MAX_SCALAR_LEN and b[0] in _SCALAR_TAGS and type(v) in _SCALAR_TYPES:
-        if len(_SCALARS) < MAX_CACHED_SCALARS:
-            _SCALARS[b] = v
     return v
 
 
@@ -180,7 +207,6 @@ def raw_attributes(attrs, cut: Counter | None = None, owner=None) -> dict:
         raise FastPathMiss
     keys = KEYS
     intern_get = keys.get
-    scalar_get = _SCALARS.get
     out = {}
     for k, b in attrs.items():
         ik = intern_get(k)
@@ -195,8 +221,7 @@ def raw_attributes(attrs, cut: Counter | None = None, owner=None) -> dict:
             except UnicodeDecodeError:
                 raise FastPathMiss from None
         else:
-            v = scalar_get(b)
-            out[k] = v if v is not None else _other_value(b, cut)
+            out[k] = _other_value(b, cut)
     return out
 
 
@@ -222,4 +247,4 @@ def decode(cls: type, data: bytes, normalise: Callable[..., DecodeResult]) -> De
     return None if result.rejected else result
 
 
-__all__ = ["TRACES", "LOGS", "FastPathMiss", "raw_attributes", "decode", "MAX_CACHED_SCALARS"]
+__all__ = ["TRACES", "LOGS", "FastPathMiss", "raw_attributes", "decode"]

@@ -14,7 +14,7 @@ def build_request(n_spans: int = 1000, n_resources: int = 10, seed: int = 1, t0_
     """An ExportTraceServiceRequest of ``n_spans`` spans spread over ``n_resources`` resources.
 
     Spans look like instrumented HTTP/gRPC/DB traffic: 16/8-byte ids, server and
-    client kinds, 8-12 attributes each (strings, ints, a bool), ~5 % errors.
+    client kinds, 11 attributes each (strings, ints of low and high cardinality, a bool), ~5 % errors.
     """
     rnd = random.Random(seed)
     req = ExportTraceServiceRequest()
@@ -68,6 +68,9 @@ def build_request(n_spans: int = 1000, n_resources: int = 10, seed: int = 1, t0_
             kv = sp.attributes.add()
             kv.key = "http.request.resend"
             kv.value.bool_value = False
+            kv = sp.attributes.add()
+            kv.key = "http.response.body.size"  # a high-cardinality number: nothing to gain from repeats
+            kv.value.int_value = rnd.randint(0, 2_000_000)
             if status >= 500:
                 sp.status.code = 2
                 sp.status.message = "Internal Server Error"
