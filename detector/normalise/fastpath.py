@@ -208,7 +208,8 @@ def raw_attributes(attrs, cut: Counter | None = None, owner=None) -> dict:
     keys = KEYS
     intern_get = keys.get
     out = {}
-    for k, b in attrs.items():
+    for k in attrs:  # keys, then a lookup: upb's items() is the slower pure-Python Mapping mixin
+        b = attrs[k]
         ik = intern_get(k)
         if ik is not None:
             k = ik
