@@ -606,3 +606,37 @@ def test_a_template_missing_from_a_few_lines_by_chance_is_not_vanished():
 
     assert drv.run(WARM, make_logs=mixed) == []
     assert drv.window(make_logs=one) == []  # (1 - 0.5) ** 10 ~ 1e-3: chance
+
+
+def test_rename_pairing_does_not_depend_on_attribute_key_order():
+    # Two unrelated boolean flags renamed at once tie in the pairing. Key order is the sender's in
+    # replay but upb's map order in live (and differs between live processes): the alerts must not
+    # depend on it (found by a review of the fast decode).
+    import random
+
+    from detector.detectors.base import Window
+    from tests.unit._schema_drift_build import T0, WIN, make, resource
+    from tests.unit._schema_drift_build import span as mkspan
+
+    def run(order: str) -> set:
+        det = make()
+        res = resource("checkout")
+        rnd = random.Random(3)
+        out = set()
+        idx = int(T0 // WIN)
+        for w in range(66):
+            keys = ("alpha", "beta") if w < 62 else ("gamma", "delta")
+            spans = []
+            for i in range(20):
+                a = {"http.request.method": "GET", keys[0]: rnd.random() < 0.5, keys[1]: rnd.random() < 0.5}
+                a = dict(sorted(a.items(), reverse=(order == "reversed" and w >= 62)))
+                spans.append(mkspan(res, "GET /x", a, kind=3, peer="p", t=idx * WIN + 0.2 + i * 0.45, i=i))
+            win = Window.of(idx, WIN)
+            det.observe_spans(win, spans)
+            out |= {(c.kind, tuple(sorted(c.subject.items()))) for c in det.close_window(win)}
+            idx += 1
+        return out
+
+    forward, backward = run("sorted"), run("reversed")
+    assert forward == backward
+    assert {kind for kind, _ in forward} == {"attribute_renamed"}

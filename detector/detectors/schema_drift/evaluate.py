@@ -159,7 +159,9 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
     kcount = stat.key_count
 
     # --- key overflow (floods of random keys): one finding per population, no per-key noise
-    new_keys = [k for k in kcount if k not in st.keys and not ign(k)]
+    # sorted, like every loop over keys below: key order is the sender's in replay but upb's map
+    # order in live (detector.normalise.fastpath), and findings must not depend on it
+    new_keys = sorted(k for k in kcount if k not in st.keys and not ign(k))
     room = env.key_cap - len(st.keys)
     admissible = sum(1 for k in new_keys if kcount[k] >= cfg.min_records)
     overflow = stat.ovf > 0 or len(new_keys) >= env.key_cap or admissible > room
@@ -193,7 +195,8 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
                 else:
                     fresh[k] = c
     removed: dict[str, tuple[float, float]] = {}
-    for k, ks in st.keys.items():
+    for k in sorted(st.keys):
+        ks = st.keys[k]
         if ign(k) or st.N <= 0:
             continue
         p = min(1.0, ks.s / st.N)
@@ -216,7 +219,8 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
     partial: set[str] = set()
     for b, cb in added.items():
         share_b = cb / n
-        for a, ks in st.keys.items():
+        for a in sorted(st.keys):
+            ks = st.keys[a]
             if a in removed or a in partial or ign(a) or st.N <= 0:
                 continue
             pa = min(1.0, ks.s / st.N)
@@ -256,7 +260,8 @@ def find(st: PopState, stat: Stat, env: Env, gtests: list[GTest]) -> list[Findin
             similar_name = name_similarity(a, cand)
             if same_values or similar_name >= 0.25:
                 ranked.append(((same_values, similar_name, -diff), a, cand))
-    ranked.sort(key=lambda r: r[0], reverse=True)
+    # best first; ties (e.g. two boolean flags renamed at once) by name, never by arrival order
+    ranked.sort(key=lambda r: (-r[0][0], -r[0][1], -r[0][2], r[1], r[2]))
     for _, a, cand in ranked:
         if a in removed and cand in added:
             pairs.append((a, cand, None, False))
