@@ -173,6 +173,10 @@ def normalise_traces(msg, convert=attributes) -> DecodeResult:
     waiting: list[SpanRecord] = []  # server/consumer spans whose parent may be in this request
     truncated = 0
     cut = result.cut
+    # the real classes parse a rejected span's attribute values too (a corrupt one fails the whole
+    # request, invalid UTF-8 in one is salvaged): the fast decode converts and drops them, so it
+    # declines the request exactly when the standard decode would differ
+    check_rejected = convert is not attributes
 
     for rs in msg.resource_spans:
         resource = make_resource(rs.resource, rs.schema_url, cut, convert)
@@ -183,10 +187,14 @@ def normalise_traces(msg, convert=attributes) -> DecodeResult:
                 tid = sp.trace_id
                 if len(tid) != 16 or tid == zero_tid:
                     reasons["invalid_trace_id"] += 1
+                    if check_rejected:
+                        convert(sp.attributes, None, sp)
                     continue
                 sid = sp.span_id
                 if len(sid) != 8 or sid == zero_sid:
                     reasons["invalid_span_id"] += 1
+                    if check_rejected:
+                        convert(sp.attributes, None, sp)
                     continue
                 pid = sp.parent_span_id
                 if pid and (len(pid) != 8 or pid == zero_sid):

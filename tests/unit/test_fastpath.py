@@ -118,8 +118,8 @@ def test_bool_int_double_values_at_encoding_boundaries():
      (b"\x0a\x80\x01" + b"s" * 128, "s" * 128), (b"\x0a\x80\x00", "")],  # fmt: skip
 )
 def test_unusual_scalar_encodings_decode_like_the_real_class(anyvalue, expected):
+    # non-canonical encodings may take either path (the fast one declines most); the result is the same
     data = _with_raw_attribute(anyvalue)
-    assert fastpath.decode(fastpath.TRACES, data, normalise_traces) is not None
     fast = decode_traces(data)
     _same(fast, normalise_traces(ExportTraceServiceRequest.FromString(data)))
     assert fast.spans[0].attrs["k"] == expected and type(fast.spans[0].attrs["k"]) is type(expected)
@@ -207,14 +207,21 @@ def test_attribute_entry_with_an_unknown_field_is_kept_like_the_standard_decode(
     assert res.logs[0].attrs == {"user.name": EMPTY, "source.address": "192.0.2.1"}
 
 
-def test_a_request_with_spans_to_reject_takes_the_standard_path():
+def test_spans_to_reject_keep_the_fast_path_but_their_attributes_are_checked():
     req = trace_request({"attrs": {"k": 5}, "trace_id": b"\x01" * 8}, {"attrs": {"k": "fine"}}, resource=SVC)
-    res = _both_traces(req, fast_expected=False)
+    res = _both_traces(req)
     assert res.rejected == 1 and res.reasons == {"invalid_trace_id": 1} and res.spans[0].attrs == {"k": "fine"}
     # a corrupt value in the rejected span refuses the request, as the standard decode does
     corrupt = req.SerializeToString().replace(b"\x12\x02\x18\x05", b"\x12\x02\x18\x85")
+    assert fastpath.decode(fastpath.TRACES, corrupt, normalise_traces) is None
     with pytest.raises(Exception, match="not a valid"):
         decode_traces(corrupt)
+    # invalid UTF-8 in a rejected span's value is salvaged and counted, as the standard decode does
+    bad = trace_request({"attrs": {"k": "ok!"}, "span_id": b""}, {"attrs": {"k": "fine"}}, resource=SVC)
+    data = bad.SerializeToString().replace(b"\x03ok!", b"\x03o\xff!")
+    assert fastpath.decode(fastpath.TRACES, data, normalise_traces) is None
+    res = decode_traces(data)
+    assert res.utf8_repaired and res.reasons == {"invalid_span_id": 1} and len(res.spans) == 1
 
 
 def test_repeated_key_reads_only_the_last_value_the_documented_difference():
@@ -244,17 +251,22 @@ def _ld(field: int, payload: bytes) -> bytes:
     return _varint(field << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _with_raw_attribute(anyvalue: bytes) -> bytes:
-    """Trace request bytes with one span whose one attribute ``k`` is the encoded ``AnyValue`` ``anyvalue``
+def _with_raw_keyvalue(keyvalue: bytes) -> bytes:
+    """Trace request bytes with one span whose one attribute is the encoded ``KeyValue`` ``keyvalue``
     exactly as given (built on the wire: the real classes would re-encode it)."""
     req = trace_request({}, resource=SVC)
     rs = req.resource_spans[0]
     ss = rs.scope_spans[0]
-    span = ss.spans[0].SerializeToString() + _ld(9, _ld(1, b"k") + _ld(2, anyvalue))  # Span.attributes = 9
+    span = ss.spans[0].SerializeToString() + _ld(9, keyvalue)  # Span.attributes = 9
     scope_spans = ss.scope.SerializeToString()
     scope_spans = _ld(1, scope_spans) + _ld(2, span)
     resource_spans = _ld(1, rs.resource.SerializeToString()) + _ld(2, scope_spans)
     return _ld(1, resource_spans)
+
+
+def _with_raw_attribute(anyvalue: bytes) -> bytes:
+    """:func:`_with_raw_keyvalue` of the attribute ``k`` whose ``AnyValue`` is encoded as ``anyvalue``."""
+    return _with_raw_keyvalue(_ld(1, b"k") + _ld(2, anyvalue))
 
 
 def test_values_are_never_shared_between_records():
@@ -267,7 +279,6 @@ def test_values_are_never_shared_between_records():
         req = ExportTraceServiceRequest.FromString(_with_raw_attribute(value))
         for _ in range(2):
             data = _with_raw_attribute(value)
-            assert fastpath.decode(fastpath.TRACES, data, normalise_traces) is not None
             fast = decode_traces(data)
             _same(fast, normalise_traces(req))
             assert fast.spans[0].attrs["k"] == expected
@@ -301,3 +312,30 @@ def test_a_deep_array_after_a_scalar_field_leaves_the_fast_path():
     assert fastpath.decode(fastpath.TRACES, data, normalise_traces) is None
     res = decode_traces(data)
     assert res.cut == {"depth": 1}
+
+
+def test_values_with_unknown_fields_take_the_standard_path():
+    # 98 nested unknown groups after int_value 5: parsed on its own the value stays within the
+    # parser's 100 levels, inside the request it does not, and the standard decode refuses it
+    groups = b"\x7b" * 98 + b"\x7c" * 98  # field 15, start group / end group
+    data = _with_raw_attribute(b"\x18\x05" + groups)
+    assert fastpath.decode(fastpath.TRACES, data, normalise_traces) is None
+    with pytest.raises(Exception, match="not a valid"):
+        decode_traces(data)
+    # a shallow unknown field: same result both ways (the standard path ignores it)
+    data = _with_raw_attribute(b"\x18\x05" + b"\x78\x01")  # field 15 varint 1
+    assert fastpath.decode(fastpath.TRACES, data, normalise_traces) is None
+    assert decode_traces(data).spans[0].attrs["k"] == 5
+
+
+def test_a_value_field_sent_twice_in_one_attribute():
+    # KeyValue{key, value: {int 503}, value: {unknown field}}: protobuf merges the two; the second
+    # holds only an unknown field, so the fast path declines and the standard decode keeps 503
+    data = _with_raw_keyvalue(_ld(1, b"k") + _ld(2, b"\x18\xf7\x03") + _ld(2, b"\x78\x01"))
+    res = decode_traces(data)
+    _same(res, normalise_traces(ExportTraceServiceRequest.FromString(data)))
+    assert res.spans[0].attrs["k"] == 503
+    # the documented difference: a second, empty value replaces the first on the fast path
+    data = _with_raw_keyvalue(_ld(1, b"k") + _ld(2, b"\x18\xf7\x03") + _ld(2, b""))
+    assert fastpath.decode(fastpath.TRACES, data, normalise_traces).spans[0].attrs["k"] is EMPTY
+    assert normalise_traces(ExportTraceServiceRequest.FromString(data)).spans[0].attrs["k"] == 503
