@@ -154,9 +154,11 @@ def run(seconds: float, inflight: int, n_spans: int, workers: int = 16, rounds: 
     from detector.receive.server import Receiver
     from tests.bench._otlp_payload import build_request
 
-    data = build_request(n_spans).SerializeToString()
+    req = build_request(n_spans)
+    data = req.SerializeToString()
+    n_attrs = sum(len(sp.attributes) for rs in req.resource_spans for ss in rs.scope_spans for sp in ss.spans)
     res: dict = {"backend": check_protobuf_backend(), "bytes": len(data), "spans": n_spans, "rounds": rounds,
-                 "load_before": os.getloadavg()[0]}  # fmt: skip
+                 "attrs_per_span": n_attrs / n_spans, "load_before": os.getloadavg()[0]}  # fmt: skip
     gc.set_threshold(*SERVE_GC_THRESHOLD)  # as `serve` does after start (detector/app.py)
     sink = _CountingSink()
     receiver = Receiver(
@@ -374,7 +376,8 @@ def report(res: dict, seconds: float, inflight: int, workers: int) -> str:
         f"process keeping {inflight} Export calls in flight with a raw-bytes stub; receiver.grpc.workers={workers}; "
         f"the server side runs with `serve`'s GC threshold {SERVE_GC_THRESHOLD}).",
         f"Payload: one pre-serialised ExportTraceServiceRequest, {res['spans']} spans / 10 resources, "
-        f"{res['bytes']:,} B ({res['bytes'] / res['spans']:.0f} B/span), 10 attributes per span. The bare walk "
+        f"{res['bytes']:,} B ({res['bytes'] / res['spans']:.0f} B/span), {res['attrs_per_span']:g} attributes per "
+        "span (one a high-cardinality int). The bare walk "
         "(`FromString` + one walk: service.name, span name, kind, status code, every attribute key and "
         "`WhichOneof`) is re-measured in the same process between the rounds of every path, and ratios use the "
         "bare figure of the same rounds.",
@@ -432,25 +435,26 @@ def report(res: dict, seconds: float, inflight: int, workers: int) -> str:
         "",
         "Reading: the client (pre-serialised bytes, raw stub) needs < 0.1 core, so with 2 vCPUs it is not the "
         "bottleneck; the server process is GIL-bound at about one core of Python. The per-thread split above "
-        "shows where the time goes: the receiver's handler threads (decode + normalise ≈ 85 %), the analysis "
-        "worker (dedup, windows, placeholder ≈ 11 %), grpc's poller and core threads (< 5 %); the GC "
+        "shows where the time goes: the receiver's handler threads (decode + normalise ≈ 80 %), the analysis "
+        "worker (dedup, windows, placeholder ≈ 13 %), grpc's poller and core threads (< 5 %); the GC "
         "callbacks measured < 0.1 % with serve's threshold. The bare walk costs ≈ 0.45 µs per attribute for the "
         "`KeyValue` wrapper, its key, the `AnyValue` wrapper and `WhichOneof`; normalise skips the wrappers: "
         "it parses with private copies of the OTLP classes whose attribute lists are `map<string, bytes>` "
-        "(same wire bytes; `detector.normalise.fastpath`), decodes a short string value straight from its "
-        "encoded `AnyValue` and parses each distinct bool/int/double encoding once (bounded cache); anything "
-        "unusual (invalid UTF-8, > 4096 attributes, deep values, items to reject) re-decodes the request the "
-        "standard way, differential-fuzzed against it. Side by side on 2026-11-30 (same bench, --no-full, "
-        "code before vs after, alternating order, quiet VM): placeholder App 0.51 / 0.51 × bare before, 0.59 / "
-        "0.58 after (94k → 107–110k spans/s); decode alone 0.65 → 0.77–0.79; receiver alone 0.53–0.54 → 0.63. "
-        "(The 0.47 reported earlier the same day for the old code was on a busier VM.) Earlier steps: one "
+        "(same wire bytes; `detector.normalise.fastpath`) and decodes each value from its encoded `AnyValue` "
+        "(one string, bool, int or double field; anything else through the real `AnyValue` class). Nothing is "
+        "cached between spans, so re-sending the same bytes flatters nothing (a value cache tried first was "
+        "dropped after review: real high-cardinality numbers, like the payload's `http.response.body.size`, "
+        "would miss it). Anything unusual (invalid UTF-8, > 4096 attributes, deep or non-canonical values) "
+        "re-decodes the request the standard way, differential-fuzzed against it. Side by side on 2026-11-30 "
+        "07:54 UTC (same bench and payload, --no-full, code before vs after, alternating, load 0.2-2.0): "
+        "placeholder App 0.48 / 0.45 × bare before (83k / 74k spans/s), 0.59 / 0.61 after (95k / 96k); "
+        "decode alone 0.63-0.64 → 0.79-0.80; receiver alone 0.50-0.54 → 0.64-0.65. "
+        "Earlier steps: one "
         "`string_value` read instead of `WhichOneof` + `getattr`; parent lookup by span id without a tuple per "
         "span; the worker reusing the previous span's window list; attribute keys shared through a bounded "
         "interner (`detector.normalise._common.KEYS`, CPU-neutral, −35 % RSS per queued span). Tried without "
-        "effect: one decode at a time (lock), a 50 ms GIL switch interval, glibc malloc thresholds; a cache of "
-        "whole encoded `KeyValue`s was faster still on this payload but only because the bench re-sends the "
-        "same bytes (real high-cardinality values would miss), so it was not kept. More throughput needs more "
-        "processes (the Collector's loadbalancing exporter, routed by service).",
+        "effect: one decode at a time (lock), a 50 ms GIL switch interval, glibc malloc thresholds. More "
+        "throughput needs more processes (the Collector's loadbalancing exporter, routed by service).",
         END,
     ]
     return "\n".join(lines)
