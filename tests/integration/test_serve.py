@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from tests.support.otlp import export_spans, make_spans, send_logs, span_exporter
 
@@ -94,35 +95,41 @@ def test_backpressure_resource_exhausted_is_retried_and_nothing_is_lost(serve):
 
 
 def test_sigterm_during_load_exits_0_and_loses_nothing_accepted(serve):
-    sp = serve(ONLY_ERROR_RATE, env={"OTEL_ANOMALY_DETECTOR_CLASSES": "error_rate=tests.support.detectors:SlowPlaceholder", "OTEL_ANOMALY_TEST_SLOW_SECONDS": "0.01"})
-    spans = make_spans("load", 3000)
+    # a slow detector (0.2 s per batch of 50 spans) behind 3 senders: SIGTERM arrives with a backlog
+    # in the queue and senders still sending; the drain must process every accepted span
+    sp = serve(ONLY_ERROR_RATE, env={"OTEL_ANOMALY_DETECTOR_CLASSES": "error_rate=tests.support.detectors:SlowPlaceholder", "OTEL_ANOMALY_TEST_SLOW_SECONDS": "0.2"})
+    spans = make_spans("load", 6000)
     ok_items = [0]
+    refused = [0]
     lock = threading.Lock()
-    started = threading.Event()
 
     def worker(chunk: list) -> None:
         exp = span_exporter(sp.grpc_target, timeout=3)
         try:
             for i in range(0, len(chunk), 50):
                 ok = export_spans(sp.grpc_target, chunk[i : i + 50], batch=50, exporter=exp)[0]
-                started.set()
-                if not ok:
-                    break  # the server is going away; the rest was never accepted
                 with lock:
+                    if not ok:
+                        refused[0] += 1
+                        break  # the server is going away; the rest was never accepted
                     ok_items[0] += len(chunk[i : i + 50])
+                time.sleep(0.1)  # 1500 spans/s offered, 250/s analysed: still sending at SIGTERM
         finally:
             exp.shutdown()
 
     threads = [threading.Thread(target=worker, args=(spans[i::3],)) for i in range(3)]
     for t in threads:
         t.start()
-    started.wait(30)
+    backlog = sp.wait_until(
+        lambda: (q := sp.sample("otel_anomaly_queue_items")) is not None and q >= 200 and q, what="a backlog of 200 queued spans"
+    )
     assert sp.stop() == 0
     for t in threads:
         t.join()
     stopped = [line for line in sp.logs() if line.get("msg") == "stopped"][-1]
     assert stopped["received"]["spans"] == stopped["processed"]["spans"] == ok_items[0]
-    assert 0 < ok_items[0]
+    assert backlog <= ok_items[0] < len(spans), (ok_items[0], backlog)
+    assert refused[0] >= 1  # senders still sending after SIGTERM were turned away, not silently dropped
 
 
 def test_sighup_reload_applies_valid_and_keeps_running_on_invalid(serve):
