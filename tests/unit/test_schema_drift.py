@@ -640,3 +640,35 @@ def test_rename_pairing_does_not_depend_on_attribute_key_order():
     forward, backward = run("sorted"), run("reversed")
     assert forward == backward
     assert {kind for kind, _ in forward} == {"attribute_renamed"}
+
+
+def test_keys_learned_at_the_key_cap_do_not_depend_on_attribute_key_order():
+    # Five keys on every record, four may be learned (max_keys_per_population=4): which four must
+    # not depend on the order of the record's keys (sender order in replay, upb's map order live).
+    # Admitted in arrival order, one order learned app.a and alerted when it stopped, the other
+    # never learned it (no alert) and named a different key in the overflow alert.
+    from detector.detectors.base import Window
+    from tests.unit._schema_drift_build import T0, WIN, make, resource
+    from tests.unit._schema_drift_build import span as mkspan
+
+    def run(reverse: bool) -> list:
+        det = make(max_keys_per_population=4)
+        res = resource("checkout")
+        out = []
+        idx = int(T0 // WIN)
+        for w in range(80):
+            keys = ["app.a", "app.b", "app.c", "app.d", "app.e"][1 if w >= 70 else 0 :]  # app.a stops at w=70
+            spans = [
+                mkspan(res, "GET /x", {k: "v" for k in (reversed(keys) if reverse else keys)},
+                       t=idx * WIN + 0.2 + i * 0.45, i=i)
+                for i in range(20)
+            ]
+            win = Window.of(idx, WIN)
+            det.observe_spans(win, spans)
+            out += [(w, c.kind, sorted(c.subject.items()), c.observed) for c in det.close_window(win) if c.anomalous]
+            idx += 1
+        return out
+
+    forward, backward = run(False), run(True)
+    assert forward == backward
+    assert {kind for _, kind, _, _ in forward} == {"cardinality_explosion", "attribute_removed"}

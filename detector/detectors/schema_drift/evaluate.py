@@ -707,7 +707,9 @@ def learn(st: PopState, stat: Stat, env: Env, frozen: set, accepted: set) -> int
     for k in drop_keys:
         st.keys.pop(k, None)
     rejected = 0
-    for k, c in kcount.items():
+    # most records first, ties by name: at the key cap, which keys are learned must not depend on
+    # the order of a record's keys (the sender's in replay, upb's map order in live)
+    for k, c in sorted(kcount.items(), key=lambda kc: (-kc[1], kc[0])):
         if k in st.keys or ign(k) or ("new", k) in frozen_keys:
             continue
         share = adopt_share.get(k)
