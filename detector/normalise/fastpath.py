@@ -32,7 +32,9 @@ way the standard decode does raises :class:`FastPathMiss`, and the caller
 decodes the whole request again the standard way (:func:`decode`): invalid
 UTF-8 (salvage), more than :data:`~detector.normalise._common.MAX_ATTRIBUTES`
 attributes on one record (the "first N" cut and its count), values cut for
-depth (the depth salvage and its flag), an ``AnyValue`` that does not parse,
+depth or arrays / kvlists cut at their size limits (items past the cut are never
+walked, so their depth is unknown: the depth salvage and its flag), an
+``AnyValue`` that does not parse,
 an attribute entry upb set aside (:func:`_set_aside`), a value with unknown
 fields or another non-canonical encoding (parsed on its own, a value starts a
 few message levels below its place in the request, so unknown groups nested
@@ -132,7 +134,7 @@ LOGS: type = _CLASSES[ExportLogsServiceRequest.DESCRIPTOR.full_name]
 """``ExportLogsServiceRequest`` with attribute maps (see the module docstring)."""
 
 
-def _other_value(b: bytes, cut: Counter | None):
+def _other_value(b: bytes):
     """Value of an encoded ``AnyValue`` that is not a short string (see the module docstring).
 
     One bool / non-negative int (varint of at most 9 bytes: values below 2**63) / double
@@ -186,10 +188,10 @@ def _other_value(b: bytes, cut: Counter | None):
     own: Counter = Counter()
     v = any_value(msg, 0, own)
     if own:
-        if "depth" in own:
-            raise FastPathMiss
-        if cut is not None:
-            cut.update(own)
+        # cut for depth, or an array / kvlist cut at MAX_ARRAY / MAX_ATTRIBUTES: the walk never saw
+        # the items past the cut, and one of them may nest deeper than the parser allows inside the
+        # request (the standard decode then salvages it and counts a depth cut)
+        raise FastPathMiss
     return v
 
 
@@ -216,7 +218,9 @@ def raw_attributes(attrs, cut: Counter | None = None, owner=None) -> dict:
 
     Args:
         attrs: a ``map<string, bytes>`` field of a :data:`TRACES` / :data:`LOGS` message.
-        cut: the request's :attr:`~detector.normalise._common.DecodeResult.cut` counter, or None.
+        cut: the request's :attr:`~detector.normalise._common.DecodeResult.cut` counter, or None
+            (not written: a value that would be cut leaves the fast path; the parameter keeps
+            the signature of :func:`~detector.normalise._common.attributes`).
         owner: the message holding ``attrs`` (checked for entries upb set aside), or None.
 
     Raises:
@@ -241,7 +245,7 @@ def raw_attributes(attrs, cut: Counter | None = None, owner=None) -> dict:
             except UnicodeDecodeError:
                 raise FastPathMiss from None
         else:
-            out[k] = _other_value(b, cut)
+            out[k] = _other_value(b)
     return out
 
 

@@ -339,3 +339,28 @@ def test_a_value_field_sent_twice_in_one_attribute():
     data = _with_raw_keyvalue(_ld(1, b"k") + _ld(2, b"\x18\xf7\x03") + _ld(2, b""))
     assert fastpath.decode(fastpath.TRACES, data, normalise_traces).spans[0].attrs["k"] is EMPTY
     assert normalise_traces(ExportTraceServiceRequest.FromString(data)).spans[0].attrs["k"] == 503
+
+
+@pytest.mark.parametrize("container", ["array", "kvlist"])
+def test_a_deep_value_past_the_array_or_kvlist_cut_decodes_like_the_standard_decode(container):
+    # The fast path parses a value on its own, ~5 message levels shallower than in the request,
+    # and relies on the depth cut of the walk to send deep values the standard way; items past
+    # MAX_ARRAY (kvlist entries past MAX_ATTRIBUTES) are never walked. Nested into that window,
+    # such an item passed the fast path while the standard decode hit the parser's limit
+    # (depth_salvaged, cut['depth']).
+    from detector.normalise._common import MAX_ARRAY
+
+    for levels in range(40, 52):
+        deep = b"\x0a\x01x"  # AnyValue{string "x"}
+        for _ in range(levels):
+            deep = _ld(5, _ld(1, deep))  # AnyValue{array_value: [deep]}
+        if container == "array":
+            value = _ld(5, _ld(1, b"\x0a\x01s") * MAX_ARRAY + _ld(1, deep))
+        else:
+            entries = b"".join(_ld(1, _ld(1, b"k%d" % i) + _ld(2, b"\x0a\x01s")) for i in range(MAX_ATTRIBUTES))
+            value = _ld(6, entries + _ld(1, _ld(1, b"deep") + _ld(2, deep)))
+        data = _with_raw_attribute(value)
+        from detector.normalise._common import apply_salvage, parse
+
+        msg, stats = parse(ExportTraceServiceRequest, data)
+        _same(decode_traces(data), apply_salvage(normalise_traces(msg), stats))
