@@ -135,12 +135,13 @@ class PopWin:
         kc = self.kc
         if kc is None:
             kc = self.kc = {}
+        known = self.st.keys  # always counted, whatever their place in the record (see Stat.add)
         for k, v in attrs.items():
             kt = (k, type(v))
             c = kc.get(kt)
             if c is not None:
                 kc[kt] = c + 1
-            elif len(kc) < cap:
+            elif len(kc) < cap or k in known:
                 kc[kt] = 1
             else:
                 self.ovf += 1
@@ -156,7 +157,7 @@ class PopWin:
                     v = shorten(v)
                 d = samples.get(k)
                 if d is None:
-                    if len(samples) >= 1024:
+                    if len(samples) >= 1024 and k not in self.st.keys:
                         continue
                     d = samples[k] = {}
                 d[v] = d.get(v, 0) + 1
@@ -228,11 +229,13 @@ class Stat:
         self.end = end
         self.ovf += pw.ovf
         kcount, ktypes = self.key_count, self.key_types
+        known = pw.st.keys  # learned keys are always counted (at most key_cap more): a flood of new keys
+        # ahead of them in a record's key order must not make them look removed
 
         def put(k: str, t: type, c: int) -> None:
             cur = kcount.get(k)
             if cur is None:
-                if len(kcount) >= key_cap:
+                if len(kcount) >= key_cap and k not in known:
                     self.ovf += c
                     return
                 kcount[k] = c
