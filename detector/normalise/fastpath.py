@@ -17,10 +17,17 @@ message is compatible with ``bytes``). upb parses each list into a map of key
 
 - ``0x0A <varint length> <UTF-8>`` (``string_value``, the only field) -> the
   decoded ``str`` (lengths up to 16383 bytes; longer ones take the next rule);
-- one bool, int (below 2**63) or double field -> decoded from its bytes
-  (:func:`_other_value`);
+- one bool, int or double field -> decoded from its bytes (:func:`_other_value`);
 - anything else is parsed with the real ``AnyValue`` class and converted by
-  :func:`~detector.normalise._common.any_value`.
+  :func:`~detector.normalise._common.any_value`. Parsed on its own, a value
+  starts a few message levels below its place in the request, so the
+  parser's 100-level nesting limit would let through unknown groups (or an
+  earlier oneof member) nested close to it that the standard decode refuses:
+  a value that is not canonically encoded (one field, no unknown fields,
+  minimal lengths) is parsed again inside a request skeleton at its real
+  depth (:func:`_parse_in_place`), which gives the standard outcome (this
+  also keeps valid padded lengths, as opentelemetry-dotnet writes kvlists,
+  on the fast path).
 
 Nothing is cached between records: every value is decoded from the bytes of its
 own record, so the cost does not depend on how often values repeat.
@@ -34,11 +41,8 @@ UTF-8 (salvage), more than :data:`~detector.normalise._common.MAX_ATTRIBUTES`
 attributes on one record (the "first N" cut and its count), values cut for
 depth or arrays / kvlists cut at their size limits (items past the cut are never
 walked, so their depth is unknown: the depth salvage and its flag), an
-``AnyValue`` that does not parse,
-an attribute entry upb set aside (:func:`_set_aside`), a value with unknown
-fields or another non-canonical encoding (parsed on its own, a value starts a
-few message levels below its place in the request, so unknown groups nested
-close to the parser's 100-level limit would pass). The attributes of spans
+``AnyValue`` that does not parse at its depth, an attribute entry upb set
+aside (:func:`_set_aside`). The attributes of spans
 rejected for their ids are converted too and dropped, since the standard decode
 parses them. Requests the fast class cannot parse at all also go the standard
 way, which gives the error message.
@@ -104,6 +108,8 @@ _MAPPED = {
 _BOOL_TAG = 0x10  # AnyValue field 2 (bool_value), varint
 _INT_TAG = 0x18  # AnyValue field 3 (int_value), varint
 _DOUBLE_TAG = 0x21  # AnyValue field 4 (double_value), 64-bit little-endian
+_ARRAY_TAG = 0x2A  # AnyValue field 5 (array_value), length-delimited
+_KVLIST_TAG = 0x32  # AnyValue field 6 (kvlist_value), length-delimited
 _unpack_double = struct.Struct("<d").unpack_from
 _STRING_TAG = 0x0A  # AnyValue field 1 (string_value), length-delimited
 
@@ -134,13 +140,12 @@ LOGS: type = _CLASSES[ExportLogsServiceRequest.DESCRIPTOR.full_name]
 """``ExportLogsServiceRequest`` with attribute maps (see the module docstring)."""
 
 
-def _other_value(b: bytes):
+def _other_value(b: bytes, owner=None):
     """Value of an encoded ``AnyValue`` that is not a short string (see the module docstring).
 
-    One bool / non-negative int (varint of at most 9 bytes: values below 2**63) / double
-    field, and strings with a 2-byte length, are decoded here; anything else (negative ints
-    are 10-byte varints, several fields, arrays, kvlists, bytes, unknown fields) is parsed
-    with the real ``AnyValue`` class.
+    One bool / int / double field, and strings with a 2-byte length, are decoded here;
+    anything else (several fields, arrays, kvlists, bytes, unknown fields) is parsed with
+    the real ``AnyValue`` class.
     """
     n = len(b)
     if not n:
@@ -157,14 +162,15 @@ def _other_value(b: bytes):
         elif n == 4:
             if b[1] > 0x7F and b[2] > 0x7F and b[3] < 0x80:
                 return b[1] & 0x7F | (b[2] & 0x7F) << 7 | b[3] << 14
-        elif 4 < n <= 10 and b[n - 1] < 0x80:
+        elif 4 < n <= 11 and b[n - 1] < 0x80 and (n < 11 or b[10] == 1):
             v = b[n - 1]
             for c in b[n - 2 : 0 : -1]:
                 if c < 0x80:
                     break
                 v = v << 7 | c & 0x7F
             else:
-                return v
+                # 10 varint bytes, the last 0x01: a negative int64 in two's complement
+                return v - (1 << 64) if n == 11 else v
     elif t == _DOUBLE_TAG and n == 9:
         return _unpack_double(b, 1)[0]
     elif t == _BOOL_TAG and n == 2 and b[1] < 0x80:
@@ -180,11 +186,15 @@ def _other_value(b: bytes):
         raise FastPathMiss from None
     # Parsed on its own, the value starts ~5 message levels below where it sits in the request,
     # so unknown groups nested close to the parser's limit (100 levels) would pass here and fail
-    # the standard decode. Values with unknown fields (or any non-canonical encoding: several
-    # fields, non-minimal varints) take the standard path.
+    # the standard decode; so could an earlier oneof member. A canonical encoding (one field, no
+    # unknown fields) has neither; anything else (also valid padded lengths, as opentelemetry-dotnet
+    # writes kvlists) is parsed again at its real depth (:func:`_parse_in_place`).
     msg.DiscardUnknownFields()
     if msg.ByteSize() != n:
-        raise FastPathMiss
+        msg = _parse_in_place(b, owner)
+        t = None  # the last field decides: the walk below handles any kind
+    if t != _ARRAY_TAG and t != _KVLIST_TAG and t is not None:
+        return any_value(msg)  # canonical, so one field: its tag says it is no container (bytes)
     own: Counter = Counter()
     v = any_value(msg, 0, own)
     if own:
@@ -193,6 +203,57 @@ def _other_value(b: bytes):
         # request (the standard decode then salvages it and counts a depth cut)
         raise FastPathMiss
     return v
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _ld(number: int, payload: bytes) -> bytes:
+    """A length-delimited field ``number`` holding ``payload``, on the wire."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+# owner message -> (real request class, field numbers from the request down to the owner's
+# attributes, getter of the value from the parsed request): the path an attribute value has in a
+# request, so that the parser's nesting limit counts the same levels as in the standard decode
+_PLACES = {
+    "opentelemetry.proto.trace.v1.Span": (
+        ExportTraceServiceRequest, (1, 2, 2, 9), lambda r: r.resource_spans[0].scope_spans[0].spans[0].attributes[0].value
+    ),
+    "opentelemetry.proto.resource.v1.Resource": (
+        ExportTraceServiceRequest, (1, 1, 1), lambda r: r.resource_spans[0].resource.attributes[0].value
+    ),
+    "opentelemetry.proto.logs.v1.LogRecord": (
+        ExportLogsServiceRequest, (1, 2, 2, 6), lambda r: r.resource_logs[0].scope_logs[0].log_records[0].attributes[0].value
+    ),
+}  # fmt: skip
+
+
+def _parse_in_place(b: bytes, owner):
+    """Parse the encoded ``AnyValue`` ``b`` of an attribute of ``owner`` (a :data:`TRACES` /
+    :data:`LOGS` span, log record or resource) with the real classes, nested in a request at the
+    same depth as in the request it came from: the standard decode's outcome for that value.
+
+    Raises:
+        FastPathMiss: ``owner`` is None, or the value does not parse there.
+    """
+    place = _PLACES.get(owner.DESCRIPTOR.full_name[len(PREFIX) + 1 :]) if owner is not None else None
+    if place is None:
+        raise FastPathMiss
+    cls, numbers, value_of = place
+    data = _ld(2, b)  # KeyValue.value
+    for number in reversed(numbers):
+        data = _ld(number, data)
+    try:
+        return value_of(cls.FromString(data))
+    except DecodeError:
+        raise FastPathMiss from None
 
 
 def _set_aside(owner) -> bool:
@@ -245,7 +306,7 @@ def raw_attributes(attrs, cut: Counter | None = None, owner=None) -> dict:
             except UnicodeDecodeError:
                 raise FastPathMiss from None
         else:
-            out[k] = _other_value(b)
+            out[k] = _other_value(b, owner)
     return out
 
 
