@@ -436,7 +436,7 @@ def report(res: dict, seconds: float, inflight: int, workers: int) -> str:
         "Reading: the client (pre-serialised bytes, raw stub) needs < 0.1 core, so with 2 vCPUs it is not the "
         "bottleneck; the server process is GIL-bound at about one core of Python. The per-thread split above "
         "shows where the time goes: the receiver's handler threads (decode + normalise ≈ 80 %), the analysis "
-        "worker (dedup, windows, placeholder ≈ 13 %), grpc's poller and core threads (< 5 %); the GC "
+        "worker (dedup, windows, placeholder ≈ 12 %), grpc's poller and core threads (< 5 %); the GC "
         "callbacks measured < 0.1 % with serve's threshold. The bare walk costs ≈ 0.45 µs per attribute for the "
         "`KeyValue` wrapper, its key, the `AnyValue` wrapper and `WhichOneof`; normalise skips the wrappers: "
         "it parses with private copies of the OTLP classes whose attribute lists are `map<string, bytes>` "
