@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from detector.normalise import decode_logs, decode_traces, fastpath, normalise_logs, normalise_traces
 from detector.normalise._common import MAX_ATTRIBUTES
+from detector.normalise.fastpath import _ld  # wire bytes for inputs the real classes would re-encode
 from detector.normalise.records import EMPTY
 from tests.support.records import result_difference
 from tests.unit._otlp_build import log_request, trace_request
@@ -235,20 +236,6 @@ def test_repeated_key_reads_only_the_last_value_the_documented_difference():
     res = decode_traces(corrupt)
     assert res.spans[0].attrs == {"k": "last", "other": "x"} and res.rejected == 0
 
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _ld(field: int, payload: bytes) -> bytes:
-    """A length-delimited field on the wire."""
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _with_raw_keyvalue(keyvalue: bytes) -> bytes:
