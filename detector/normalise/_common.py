@@ -271,3 +271,15 @@ def apply_salvage(result: DecodeResult, stats) -> DecodeResult:
             result.depth_salvaged = True
             result.cut["depth"] += stats.depth
     return result
+
+
+def decode_standard(cls: type, data: bytes, normalise) -> DecodeResult:
+    """Decode ``data`` on the real OTLP class ``cls`` (:func:`parse`, with its salvage) and
+    normalise it with ``normalise(msg)``; what the salvage repaired is recorded on the result.
+
+    Raises:
+        UndecodableRequest: as :func:`parse`.
+    """
+    msg, stats = parse(cls, data)
+    return apply_salvage(normalise(msg), stats)
+

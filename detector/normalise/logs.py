@@ -30,10 +30,9 @@ from detector.normalise._common import (
     ZERO_SPAN_ID,
     ZERO_TRACE_ID,
     DecodeResult,
-    apply_salvage,
+    decode_standard,
     any_value,
     attributes,
-    parse,
 )
 from detector.normalise.records import LogRecord, Scope
 from detector.normalise.traces import make_resource
@@ -55,8 +54,7 @@ def decode_logs(data: bytes) -> DecodeResult:
     result = fastpath.decode(fastpath.LOGS, data, normalise_logs)
     if result is not None:
         return result
-    msg, stats = parse(ExportLogsServiceRequest, data)
-    return apply_salvage(normalise_logs(msg), stats)
+    return decode_standard(ExportLogsServiceRequest, data, normalise_logs)
 
 
 def normalise_logs(msg, convert=attributes) -> DecodeResult:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from detector.normalise._common import DecodeResult, apply_salvage, parse
+from detector.normalise._common import DecodeResult, decode_standard
 
 
 def decode_metrics(data: bytes) -> DecodeResult:
@@ -20,8 +20,7 @@ def decode_metrics(data: bytes) -> DecodeResult:
     Raises:
         UndecodableRequest: not a protobuf ExportMetricsServiceRequest.
     """
-    msg, stats = parse(ExportMetricsServiceRequest, data)
-    return apply_salvage(normalise_metrics(msg), stats)
+    return decode_standard(ExportMetricsServiceRequest, data, normalise_metrics)
 
 
 def normalise_metrics(msg) -> DecodeResult:

@@ -57,10 +57,9 @@ from detector.normalise._common import (
     ZERO_SPAN_ID,
     ZERO_TRACE_ID,
     DecodeResult,
-    apply_salvage,
+    decode_standard,
     UndecodableRequest,
     attributes,
-    parse,
 )
 from detector.normalise.records import EMPTY, UNKNOWN_SERVICE, Resource, Scope, SpanRecord
 
@@ -148,8 +147,7 @@ def decode_traces(data: bytes) -> DecodeResult:
     result = fastpath.decode(fastpath.TRACES, data, normalise_traces)
     if result is not None:
         return result
-    msg, stats = parse(ExportTraceServiceRequest, data)
-    return apply_salvage(normalise_traces(msg), stats)
+    return decode_standard(ExportTraceServiceRequest, data, normalise_traces)
 
 
 def normalise_traces(msg, convert=attributes) -> DecodeResult:

@@ -124,17 +124,16 @@ class DecodeTarget(Target):
     def _standard(self, data: bytes):
         """The decode without :mod:`detector.normalise.fastpath` (None when it refuses the bytes)."""
         from detector.normalise import UndecodableRequest, normalise_logs, normalise_traces
-        from detector.normalise._common import apply_salvage, parse
+        from detector.normalise._common import decode_standard
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
         cls, normalise = {"traces": (ExportTraceServiceRequest, normalise_traces),
                           "logs": (ExportLogsServiceRequest, normalise_logs)}[self.signal]  # fmt: skip
         try:
-            msg, stats = parse(cls, data)
+            return decode_standard(cls, data, normalise)
         except UndecodableRequest:
             return None
-        return apply_salvage(normalise(msg), stats)
 
     def execute(self, data: bytes) -> str:
         from tests.support.records import result_difference
