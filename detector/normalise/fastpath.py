@@ -191,9 +191,8 @@ def _other_value(b: bytes, owner=None):
     # writes kvlists) is parsed again at its real depth (:func:`_parse_in_place`).
     msg.DiscardUnknownFields()
     if msg.ByteSize() != n:
-        msg = _parse_in_place(b, owner)
-        t = None  # the last field decides: the walk below handles any kind
-    if t != _ARRAY_TAG and t != _KVLIST_TAG and t is not None:
+        msg = _parse_in_place(b, owner)  # any kind of value: the walk below handles it
+    elif t != _ARRAY_TAG and t != _KVLIST_TAG:
         return any_value(msg)  # canonical, so one field: its tag says it is no container (bytes)
     own: Counter = Counter()
     v = any_value(msg, 0, own)
